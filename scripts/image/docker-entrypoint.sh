@@ -143,10 +143,14 @@ initialise_cluster() {
 	# container's own postgres options are passed through (e.g. -c
 	# shared_preload_libraries=... needed by CREATE EXTENSION in init scripts).
 	local opts
-	opts="-c listen_addresses='' -p ${PGPORT:-5432}"
+	# Like the official image, the temporary server's port is ${PGPORT:-5432} and comes LAST so
+	# it wins over a `-p` among the container's options: the psql calls below (and the init
+	# scripts) reach it through PGPORT, whatever port the final server will use.
+	local opts=""
 	if [ $# -gt 0 ]; then
-		opts+=" $(printf '%q ' "$@")"
+		opts="$(printf '%q ' "$@")"
 	fi
+	opts+=" -c listen_addresses='' -p ${PGPORT:-5432}"
 	say "starting temporary server (unix socket only)"
 	pg_ctl -D "$PGDATA" -o "$opts" -w start
 

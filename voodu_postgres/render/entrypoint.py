@@ -79,6 +79,9 @@ PG_PORT="${PG_PORT:-5432}"
 ORDINAL="${VOODU_REPLICA_ORDINAL:-0}"
 PRIMARY_ORDINAL="${PG_PRIMARY_ORDINAL:-0}"
 export PGDATA
+# the image's temporary init server and its init scripts' psql calls use PGPORT; keep them on
+# the configured port so initialisation works for any `port`, not just 5432
+export PGPORT="$PG_PORT"
 
 # The port ends up in a conninfo string and in pg_isready's argv: insist on a plain number.
 if ! [[ "$PG_PORT" =~ ^[0-9]+$ ]]; then

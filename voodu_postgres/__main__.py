@@ -1,0 +1,5 @@
+"""Allow ``python -m voodu_postgres``."""
+
+from voodu_postgres.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,205 @@
+"""The one door to the outside world: Docker (via the docker SDK) and the asset files on disk.
+
+Everything that touches Docker goes through :class:`DockerRuntime`; docker-py exceptions are
+translated here into :class:`RuntimeFailure` (one human line) so nothing above this module sees
+raw client payloads. Secrets reach containers through the Engine API's environment field, never
+through a process argv (no ``docker run -e PASSWORD=…`` child process is ever spawned).
+
+The docker SDK negotiates the API version; it must never be pinned above 1.41, the maximum
+of Debian's docker.io 20.10 daemon (stack.md §4.2).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import Healthcheck
+
+from voodu_postgres.reconciler.podspec import PodSpec
+from voodu_postgres.render import Rendered
+
+
+class RuntimeFailure(RuntimeError):
+    """A Docker operation failed; the message is one line a human can act on."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int
+    output: str
+
+
+def _one_line(exc: Exception) -> str:
+    text = getattr(exc, "explanation", None) or str(exc)
+    return " ".join(str(text).split())
+
+
+def write_assets(directory: Path, files: Iterable[Rendered]) -> dict[str, str]:
+    """Write asset files atomically (mode 0644: scripts run through ``bash``, never executed).
+
+    Returns key → absolute host path. Files are rewritten only when their bytes change, so an
+    unchanged apply does not touch mtimes.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, str] = {}
+    for item in files:
+        target = directory / item.name
+        if not target.exists() or target.read_text(encoding="utf-8") != item.text:
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{item.name}.")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(item.text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        paths[item.name] = str(target.resolve())
+    return paths
+
+
+class DockerRuntime:
+    """Docker operations used by the reconciler and the tests."""
+
+    def __init__(self, client: Any | None = None) -> None:
+        try:
+            self.client = client or docker.from_env(timeout=120)
+            self.client.ping()
+        except DockerException as exc:
+            raise RuntimeFailure(f"cannot reach the Docker engine: {_one_line(exc)}") from None
+
+    # -- networks and volumes ---------------------------------------------------------------
+
+    def ensure_network(self, name: str, labels: Mapping[str, str] | None = None) -> None:
+        try:
+            if not self.client.networks.list(names=[name]):
+                self.client.networks.create(name, driver="bridge", labels=dict(labels or {}))
+        except APIError as exc:
+            raise RuntimeFailure(f"network {name}: {_one_line(exc)}") from None
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
+        try:
+            self.client.volumes.get(name)
+        except NotFound:
+            try:
+                self.client.volumes.create(name=name, labels=dict(labels))
+            except APIError as exc:
+                raise RuntimeFailure(f"volume {name}: {_one_line(exc)}") from None
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.client.volumes.get(name).remove(force=True)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise RuntimeFailure(f"remove volume {name}: {_one_line(exc)}") from None
+
+    # -- containers ---------------------------------------------------------------------------
+
+    def run_pod(self, pod: PodSpec) -> str:
+        """Create and start the pod's container (volumes first). Returns the container id."""
+        for volume, labels in pod.volume_labels.items():
+            self.ensure_volume(volume, labels)
+        health = None
+        if pod.healthcheck is not None:
+            hc = pod.healthcheck
+            health = Healthcheck(
+                test=hc.test,
+                interval=int(hc.interval_s * 1e9),
+                timeout=int(hc.timeout_s * 1e9),
+                retries=hc.retries,
+                start_period=int(hc.start_period_s * 1e9),
+            )
+        mounts = {b.source: {"bind": b.target, "mode": b.mode} for b in pod.binds}
+        mounts.update({name: {"bind": path, "mode": "rw"} for name, path in pod.volumes.items()})
+        ports = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in pod.ports}
+        try:
+            container = self.client.containers.create(
+                pod.image,
+                command=pod.command or None,
+                name=pod.container,
+                hostname=pod.container.replace(".", "-"),
+                environment=pod.env,
+                labels=pod.labels,
+                volumes=mounts,
+                ports=ports,
+                network=pod.network,
+                networking_config={
+                    pod.network: self.client.api.create_endpoint_config(aliases=pod.aliases)
+                },
+                restart_policy={"Name": pod.restart} if pod.restart != "no" else None,
+                nano_cpus=pod.nano_cpus,
+                mem_limit=pod.mem_limit,
+                healthcheck=health,
+                extra_hosts={"host.docker.internal": "host-gateway"},
+                detach=True,
+            )
+            container.start()
+            return str(container.id)
+        except ImageNotFound:
+            raise RuntimeFailure(
+                f"image {pod.image} not found locally (build or pull it first)"
+            ) from None
+        except APIError as exc:
+            raise RuntimeFailure(f"start {pod.container}: {_one_line(exc)}") from None
+
+    def remove_container(self, name: str, *, timeout: int = 30) -> None:
+        try:
+            container = self.client.containers.get(name)
+            container.stop(timeout=timeout)
+            container.remove(v=False)
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise RuntimeFailure(f"remove {name}: {_one_line(exc)}") from None
+
+    def container_state(self, name: str) -> str | None:
+        """Docker's state string (``running``, ``exited`` …) or None when absent."""
+        try:
+            return str(self.client.containers.get(name).status)
+        except NotFound:
+            return None
+
+    def host_port(self, name: str, container_port: int) -> int:
+        container = self.client.containers.get(name)
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{container_port}/tcp") or []
+        if not bindings:
+            raise RuntimeFailure(f"{name}: port {container_port} is not published")
+        return int(bindings[0]["HostPort"])
+
+    def exec(self, name: str, argv: list[str], *, user: str = "postgres",
+             env: Mapping[str, str] | None = None) -> ExecResult:
+        """Run ``argv`` inside a running container; env travels in the API body, not an argv."""
+        try:
+            result = self.client.containers.get(name).exec_run(
+                argv, user=user, environment=dict(env or {}), demux=False
+            )
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        except APIError as exc:
+            raise RuntimeFailure(f"exec in {name}: {_one_line(exc)}") from None
+        output = result.output.decode("utf-8", "replace") if result.output else ""
+        return ExecResult(int(result.exit_code or 0), output)
+
+    def logs_tail(self, name: str, lines: int = 20) -> str:
+        try:
+            raw = self.client.containers.get(name).logs(tail=lines)
+        except (NotFound, APIError):
+            return ""
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def remove_labelled(self, label: str) -> int:
+        """Remove every container (with its anonymous volumes), volume and network carrying ``label``."""
+        removed = 0
+        for container in self.client.containers.list(all=True, filters={"label": label}):
+            container.remove(force=True, v=True)
+            removed += 1
+        for volume in self.client.volumes.list(filters={"label": label}):
+            volume.remove(force=True)
+        for network in self.client.networks.list(filters={"label": label}):
+            network.remove()
+        return removed

@@ -1,0 +1,506 @@
+"""The ``postgres "scope" "name" { … }`` block as a typed, validated model.
+
+This is the only place untrusted input (an HCL file, or the JSON spec Voodu sends to
+``expand``) is interpreted. Everything downstream receives a frozen :class:`PostgresSpec` whose
+fields are already checked, so renderers and the planner never re-validate.
+
+Design notes:
+
+* Every problem is reported, not just the first: :func:`load_spec` collects one
+  :class:`Problem` per bad field and raises :class:`SpecError` carrying all of them. Each renders
+  as one line naming the block (``postgres clowk-lp/db``) and the field.
+* Type checks are ours rather than pydantic's coercion: ``replicas = "3"`` is an error, not a 3,
+  and a fractional ``1.5`` is rejected, because the Voodu wire format needs real integers.
+* Keys the plugin does not own are passed through to the statefulset, but only keys the
+  statefulset kind actually understands; an unknown key (a typo such as ``replica``) is an error
+  with a suggestion, instead of being silently ignored downstream.
+
+Pure: no I/O. Must not import docker, psycopg or subprocess.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.render.pgconf import is_valid_pg_config_key
+
+DEFAULT_IMAGE = "postgres:latest"
+DEFAULT_PORT = 5432
+DEFAULT_USER = "postgres"
+DEFAULT_DATABASE = "postgres"
+DEFAULT_REPLICATION_USER = "replicator"
+DEFAULT_LOCALE = "C.UTF-8"
+DEFAULT_ENCODING = "UTF8"
+
+#: Fields the plugin interprets and strips before emitting the statefulset.
+PLUGIN_OWNED = (
+    "database",
+    "user",
+    "password",
+    "port",
+    "initdb_locale",
+    "initdb_encoding",
+    "pg_config",
+    "extensions",
+    "replication_user",
+    "synchronous",
+)
+
+#: Statefulset keys passed through unchanged (Voodu's statefulset wire spec, plus build mode).
+PASSTHROUGH_KEYS = frozenset(
+    {
+        "command",
+        "env",
+        "env_from",
+        "volumes",
+        "volume_claims",
+        "network",
+        "networks",
+        "network_mode",
+        "restart",
+        "extra_hosts",
+        "cap_add",
+        "ulimits",
+        "docker_options",
+        "resources",
+        "logs",
+        "inits",
+        "probes",
+        "on_probe",
+        "health_check",
+        "build",
+        "dockerfile",
+        "workdir",
+        "path",
+        "lang",
+        "depends_on",
+    }
+)
+
+#: Keys the Voodu controller strips before expand sees the block; standalone ignores them too.
+IGNORED_KEYS = frozenset({"plugin"})
+
+#: Env vars the plugin must own: a value in spec.env would shadow the bucket (PG_PRIMARY_ORDINAL)
+#: or the controller's per-pod identity, silently breaking promote or role detection.
+RESERVED_ENV = frozenset({"PG_PRIMARY_ORDINAL", "VOODU_REPLICA_ORDINAL", "VOODU_REPLICA_ID"})
+
+_IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+# initdb --locale / --encoding are interpolated into POSTGRES_INITDB_ARGS, which the image's
+# entrypoint word-splits; only characters that can appear in real locale/encoding names pass.
+_LOCALE_RE = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
+_ENCODING_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CPU_RE = re.compile(r"(\d+(\.\d+)?|\.\d+|\d+m)")
+_MEMORY_RE = re.compile(r"\d+(Ki|Mi|Gi|Ti|K|M|G|T)?")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+Scalar = bool | int | float | str
+# joins several problems found inside one field so load_spec can report them separately
+_JOIN = "\x1f"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation failure: which block, which field, what is wrong."""
+
+    block: str
+    field: str
+    message: str
+    source: str = ""
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}postgres {self.block}: {field}{self.message}"
+
+
+class SpecError(ValueError):
+    """One or more problems with a postgres block; ``str()`` is one line per problem."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+def type_name(value: object) -> str:
+    """The HCL/JSON-level name of a value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list | tuple):
+        return "list"
+    if isinstance(value, Mapping):
+        return "map"
+    return type(value).__name__
+
+
+def as_int(value: object) -> int:
+    """Accept an integer or a whole float (JSON numbers arrive as floats from Go); nothing else."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected an integer, got {type_name(value)}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, float):
+        raise ValueError(f"expected an integer, got {value!r}")
+    raise ValueError(f"expected an integer, got {type_name(value)}")
+
+
+def _as_str(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a string, got {type_name(value)}")
+    return value
+
+
+def _identifier(value: object, field: str, default: str) -> str:
+    text = _as_str(value)
+    if text == "":
+        return default
+    if not _IDENTIFIER_RE.fullmatch(text):
+        raise ValueError(
+            f'"{text}" is not a valid postgres identifier '
+            "(1-63 chars: a letter or underscore, then letters, digits or underscores)"
+        )
+    return text
+
+
+class PostgresSpec(BaseModel):
+    """A validated postgres block. ``passthrough`` holds the statefulset keys, normalised."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    scope: str
+    name: str
+    image: str = DEFAULT_IMAGE
+    replicas: int = 1
+    database: str = DEFAULT_DATABASE
+    user: str = DEFAULT_USER
+    password: SecretStr = SecretStr("")
+    port: int = DEFAULT_PORT
+    initdb_locale: str = DEFAULT_LOCALE
+    initdb_encoding: str = DEFAULT_ENCODING
+    pg_config: dict[str, Scalar] = {}
+    extensions: tuple[str, ...] = ()
+    replication_user: str = DEFAULT_REPLICATION_USER
+    synchronous: bool = False
+    passthrough: dict[str, Any] = {}
+
+    @property
+    def ref(self) -> Ref:
+        return Ref(self.scope, self.name)
+
+    # -- field validators: all run in "before" mode so the messages are ours ----------------
+
+    @field_validator("image", mode="before")
+    @classmethod
+    def _image(cls, v: object) -> str:
+        text = _as_str(v).strip()
+        # Go defect fixed: image = "" used to leak into the statefulset as an empty image.
+        return text or DEFAULT_IMAGE
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas(cls, v: object) -> int:
+        n = as_int(v)
+        if n < 1:
+            raise ValueError(
+                f"replicas = {n} not allowed (must be >= 1; use 1 for a single primary, "
+                ">= 2 for a replicated cluster)"
+            )
+        return n
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database(cls, v: object) -> str:
+        return _identifier(v, "database", DEFAULT_DATABASE)
+
+    @field_validator("user", mode="before")
+    @classmethod
+    def _user(cls, v: object) -> str:
+        return _identifier(v, "user", DEFAULT_USER)
+
+    @field_validator("replication_user", mode="before")
+    @classmethod
+    def _replication_user(cls, v: object) -> str:
+        return _identifier(v, "replication_user", DEFAULT_REPLICATION_USER)
+
+    @field_validator("password", mode="before")
+    @classmethod
+    def _password(cls, v: object) -> SecretStr:
+        if isinstance(v, SecretStr):
+            return v
+        text = _as_str(v)
+        if _CONTROL_RE.search(text):
+            raise ValueError("must not contain control characters (newline, tab, …)")
+        return SecretStr(text)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, v: object) -> int:
+        n = as_int(v)
+        if not 1 <= n <= 65535:
+            raise ValueError(f"port = {n} not allowed (must be 1..65535)")
+        return n
+
+    @field_validator("initdb_locale", mode="before")
+    @classmethod
+    def _locale(cls, v: object) -> str:
+        text = _as_str(v)
+        if text == "":
+            return DEFAULT_LOCALE
+        if not _LOCALE_RE.fullmatch(text):
+            raise ValueError(f'"{text}" is not a locale name (letters, digits and . _ @ - only)')
+        return text
+
+    @field_validator("initdb_encoding", mode="before")
+    @classmethod
+    def _encoding(cls, v: object) -> str:
+        text = _as_str(v)
+        if text == "":
+            return DEFAULT_ENCODING
+        if not _ENCODING_RE.fullmatch(text):
+            raise ValueError(f'"{text}" is not an encoding name (letters, digits, _ and - only)')
+        return text
+
+    @field_validator("pg_config", mode="before")
+    @classmethod
+    def _pg_config(cls, v: object) -> dict[str, Scalar]:
+        if v is None:
+            return {}
+        if not isinstance(v, Mapping):
+            raise ValueError(f"expected a map, got {type_name(v)}")
+        bad: list[str] = []
+        out: dict[str, Scalar] = {}
+        for key in sorted(v, key=str):
+            value = v[key]
+            if not isinstance(key, str) or not is_valid_pg_config_key(key):
+                bad.append(
+                    f'key "{key}" is not a valid postgres parameter name '
+                    "(lowercase letters, digits and _, optionally one dotted prefix: anti-injection guard)"
+                )
+            elif not isinstance(value, bool | int | float | str):
+                bad.append(f"{key}: value must be a string, number or bool, got {type_name(value)}")
+            elif isinstance(value, float) and not math.isfinite(value):
+                bad.append(f"{key}: value must be a finite number")
+            elif isinstance(value, str) and _CONTROL_RE.search(value):
+                bad.append(f"{key}: value must not contain control characters (newline, tab, …)")
+            else:
+                out[key] = value
+        if bad:
+            raise ValueError(_JOIN.join(bad))
+        return out
+
+    @field_validator("extensions", mode="before")
+    @classmethod
+    def _extensions(cls, v: object) -> tuple[str, ...]:
+        if v is None:
+            return ()
+        if not isinstance(v, list | tuple):
+            raise ValueError(f"expected a list, got {type_name(v)}")
+        bad = []
+        for i, item in enumerate(v):
+            if not isinstance(item, str) or not _IDENTIFIER_RE.fullmatch(item):
+                bad.append(f'extensions[{i}] = {item!r} is not a valid extension name')
+        if bad:
+            raise ValueError(_JOIN.join(bad))
+        return tuple(v)
+
+    @field_validator("synchronous", mode="before")
+    @classmethod
+    def _synchronous(cls, v: object) -> bool:
+        if not isinstance(v, bool):
+            raise ValueError(f"expected true or false, got {type_name(v)}")
+        return v
+
+
+# ---------------------------------------------------------------------------------------------
+# passthrough (statefulset) keys
+
+
+def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
+    """Normalise one passthrough key to its wire form; return (value, problems)."""
+    problems: list[str] = []
+    if key == "env":
+        if not isinstance(value, Mapping):
+            return value, [f"expected a map, got {type_name(value)}"]
+        env: dict[str, str] = {}
+        for k, v in value.items():
+            if not isinstance(k, str) or not _ENV_KEY_RE.fullmatch(k):
+                problems.append(f'"{k}" is not a valid environment variable name')
+            elif k in RESERVED_ENV:
+                problems.append(
+                    f"{k} is managed by voodu-postgres and must not be set in env "
+                    "(it lives in the config bucket so promote can change it)"
+                )
+            elif v is None or isinstance(v, list | tuple | Mapping):
+                problems.append(f"{k}: expected a string, number or bool, got {type_name(v)}")
+            else:
+                env[k] = _env_string(v)
+        return env, problems
+    if key in ("env_from", "volumes", "command", "extra_hosts", "cap_add", "docker_options", "networks"):
+        if not isinstance(value, list | tuple):
+            return value, [f"expected a list, got {type_name(value)}"]
+        items: list[str] = []
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, str | int | float):
+                problems.append(f"[{i}]: expected a string, got {type_name(item)}")
+            else:
+                items.append(_env_string(item))
+        if key == "volumes":
+            problems += [f'"{v}" is not a bind mount (expected source:destination[:mode])'
+                         for v in items if ":" not in v]
+        return items, problems
+    if key in ("health_check", "restart", "network", "network_mode", "dockerfile", "workdir", "path"):
+        if not isinstance(value, str):
+            return value, [f"expected a string, got {type_name(value)}"]
+        return value, []
+    if key == "resources":
+        return _check_resources(value)
+    if key == "probes":
+        if not isinstance(value, Mapping):
+            return value, [f"expected a probes {{ … }} block, got {type_name(value)}"]
+        unknown = sorted(set(value) - {"liveness", "readiness", "startup"})
+        if unknown:
+            return value, [f"unknown probe {', '.join(unknown)} (expected liveness, readiness or startup)"]
+        return dict(value), []
+    return value, []
+
+
+def _env_string(value: object) -> str:
+    """Voodu converts env values (and list items) to strings; whole numbers lose their ``.0``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_resources(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, Mapping):
+        return value, [f"expected a resources {{ limits {{ … }} }} block, got {type_name(value)}"]
+    problems: list[str] = []
+    unknown = sorted(set(value) - {"limits"})
+    if unknown:
+        problems.append(f"unknown key {', '.join(unknown)} (only limits {{ cpu, memory }} is supported)")
+    limits = value.get("limits", {})
+    if not isinstance(limits, Mapping):
+        return value, [*problems, f"limits: expected a block, got {type_name(limits)}"]
+    out: dict[str, str] = {}
+    for k, v in limits.items():
+        if k not in ("cpu", "memory"):
+            problems.append(f"limits.{k}: unknown limit (expected cpu or memory)")
+            continue
+        if v is None or v == "":
+            continue  # empty means "no limit"
+        if isinstance(v, bool) or not isinstance(v, str | int | float):
+            problems.append(f"limits.{k}: expected a string, got {type_name(v)}")
+            continue
+        text = _env_string(v)
+        pattern = _CPU_RE if k == "cpu" else _MEMORY_RE
+        if not pattern.fullmatch(text) or (k == "cpu" and _cpu_value(text) <= 0):
+            hint = '"2", "1.5" or "500m"' if k == "cpu" else '"4Gi", "512Mi", "4G" or plain bytes'
+            problems.append(f'limits.{k} = "{text}" is not a valid {k} quantity (e.g. {hint})')
+            continue
+        out[k] = text
+    return {"limits": out}, problems
+
+
+def _cpu_value(text: str) -> float:
+    return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+
+def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: str = "") -> PostgresSpec:
+    """Validate one block's body (already converted to Voodu's JSON shape).
+
+    Raises :class:`SpecError` listing every problem found.
+    """
+    block = str(Ref(scope, name))
+    body = dict(raw or {})
+    problems: list[Problem] = []
+
+    def problem(field: str, message: str) -> None:
+        problems.append(Problem(block, field, message, source))
+
+    owned: dict[str, Any] = {}
+    passthrough: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in IGNORED_KEYS:
+            continue
+        if key in ("image", "replicas") or key in PLUGIN_OWNED:
+            owned[key] = value
+        elif key == "ports":
+            problem(
+                "ports",
+                "is managed by voodu-postgres (set `port`, and use `voodu-postgres expose` "
+                "to publish on 0.0.0.0)",
+            )
+        elif key in PASSTHROUGH_KEYS:
+            normalised, errs = _check_passthrough(key, value)
+            for err in errs:
+                problem(key, err)
+            passthrough[key] = normalised
+        else:
+            known = sorted({"image", "replicas", *PLUGIN_OWNED, *PASSTHROUGH_KEYS})
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f' (did you mean "{close[0]}"?)' if close else ""
+            problem(key, f"unknown field{hint}")
+
+    spec: PostgresSpec | None = None
+    try:
+        spec = PostgresSpec(scope=scope, name=name, passthrough=passthrough, **owned)
+    except ValidationError as exc:
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"])
+            message = str(err["msg"]).removeprefix("Value error, ")
+            for part in message.split(_JOIN):
+                problem(field, part)
+
+    if spec is not None:
+        if spec.replication_user == spec.user:
+            problem(
+                "replication_user",
+                f'must differ from user ("{spec.user}"): the replication role should carry only '
+                "REPLICATION, never superuser powers",
+            )
+        if spec.synchronous and spec.replicas < 2:
+            problem("synchronous", "needs replicas >= 2 (a commit must wait for a standby)")
+    if problems:
+        raise SpecError(problems)
+    assert spec is not None
+    return spec
+
+
+def defaults() -> dict[str, Any]:
+    """The complete default spec, as printed by ``voodu-postgres defaults``."""
+    return {
+        "database": DEFAULT_DATABASE,
+        "extensions": [],
+        "image": DEFAULT_IMAGE,
+        "initdb_encoding": DEFAULT_ENCODING,
+        "initdb_locale": DEFAULT_LOCALE,
+        "password": "<auto-generated: 64 hex chars on first apply>",
+        "pg_config": {},
+        "port": DEFAULT_PORT,
+        "replicas": 1,
+        "replication_user": DEFAULT_REPLICATION_USER,
+        "synchronous": False,
+        "user": DEFAULT_USER,
+    }

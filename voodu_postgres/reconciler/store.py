@@ -1,0 +1,130 @@
+"""The config bucket store: standalone mode's replacement for Voodu's ``/config`` API.
+
+Buckets are keyed by (scope, name). A scope-level bucket has ``name == ""``; an app-level bucket
+has both. :meth:`Store.resolve` returns what a plugin reads from Voodu's ``GET /config``: the
+scope-level values overlaid by the app-level ones (app wins). As in Voodu, writing an empty value
+deletes the key, so "empty" and "unset" are the same thing everywhere.
+
+The SQLite file holds passwords, so it is created with mode 0600 inside a 0700 directory
+(SQLite gives its -wal/-shm side files the database file's mode). Every write is one
+``BEGIN IMMEDIATE`` transaction, and a busy timeout lets two processes (say, an ``apply`` and a
+``config set``) take turns instead of failing.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from contextlib import closing
+from pathlib import Path
+from typing import Protocol
+
+DEFAULT_HOME = "~/.voodu-postgres"
+HOME_ENV = "VOODU_POSTGRES_HOME"
+DB_FILE = "state.db"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bucket (
+    scope TEXT NOT NULL,
+    name  TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (scope, name, key)
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """The state store could not be opened or written."""
+
+
+class Store(Protocol):
+    """What the rest of the program needs from a config bucket store."""
+
+    def own(self, scope: str, name: str) -> dict[str, str]:
+        """One bucket's own keys (no scope-level merge)."""
+        ...
+
+    def resolve(self, scope: str, name: str) -> dict[str, str]:
+        """The merged view of an app bucket: scope-level values, overridden by app-level ones."""
+        ...
+
+    def patch(self, scope: str, name: str, kv: Mapping[str, str]) -> None:
+        """Set keys; an empty value deletes the key."""
+        ...
+
+    def unset(self, scope: str, name: str, keys: Iterable[str]) -> None:
+        ...
+
+
+def resolve_home(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``--home`` wins, then ``$VOODU_POSTGRES_HOME``, then ``~/.voodu-postgres``."""
+    environ = os.environ if env is None else env
+    raw = explicit or environ.get(HOME_ENV) or DEFAULT_HOME
+    return Path(raw).expanduser()
+
+
+class SqliteStore:
+    """The default :class:`Store`: one SQLite file under the home directory."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.path = home / DB_FILE
+        try:
+            home.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                # create the file ourselves so it is never world-readable, not even briefly
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(self.path, 0o600)
+            with closing(self._connect()) as conn, conn:
+                conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=15000")
+        return conn
+
+    def own(self, scope: str, name: str) -> dict[str, str]:
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                "SELECT key, value FROM bucket WHERE scope = ? AND name = ? ORDER BY key", (scope, name)
+            ).fetchall()
+        return {str(k): str(v) for k, v in rows}
+
+    def resolve(self, scope: str, name: str) -> dict[str, str]:
+        merged = self.own(scope, "") if scope and name else {}
+        merged.update(self.own(scope, name))
+        return dict(sorted(merged.items()))
+
+    def patch(self, scope: str, name: str, kv: Mapping[str, str]) -> None:
+        self._write(scope, name, kv.items())
+
+    def unset(self, scope: str, name: str, keys: Iterable[str]) -> None:
+        self._write(scope, name, ((k, "") for k in keys))
+
+    def _write(self, scope: str, name: str, items: Iterable[tuple[str, str]]) -> None:
+        try:
+            with closing(self._connect()) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for key, value in items:
+                        if value == "":
+                            conn.execute(
+                                "DELETE FROM bucket WHERE scope = ? AND name = ? AND key = ?", (scope, name, key)
+                            )
+                        else:
+                            conn.execute(
+                                "INSERT INTO bucket (scope, name, key, value) VALUES (?, ?, ?, ?) "
+                                "ON CONFLICT (scope, name, key) DO UPDATE SET value = excluded.value",
+                                (scope, name, key, value),
+                            )
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from None

@@ -219,7 +219,7 @@ def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
         specs = [s for s in specs if str(s.ref) == args.ref]
         if not specs:
             raise CommandError(f"no postgres block {args.ref} in {', '.join(args.files)}")
-    result = []
+    result: list[dict[str, Any]] = []
     for spec in specs:
         expansion = expand_mod.expand(spec, store.resolve(spec.scope, spec.name))
         if args.out:

@@ -467,9 +467,9 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
     try:
         spec = PostgresSpec(scope=scope, name=name, passthrough=passthrough, **owned)
     except ValidationError as exc:
-        for err in exc.errors():
-            field = ".".join(str(part) for part in err["loc"])
-            message = str(err["msg"]).removeprefix("Value error, ")
+        for detail in exc.errors():
+            field = ".".join(str(part) for part in detail["loc"])
+            message = str(detail["msg"]).removeprefix("Value error, ")
             for part in message.split(_JOIN):
                 problem(field, part)
 

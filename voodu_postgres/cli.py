@@ -28,7 +28,7 @@ from typing import Any, NoReturn, TextIO
 from voodu_postgres import __version__
 from voodu_postgres.reconciler import expand as expand_mod
 from voodu_postgres.reconciler.hclfile import FileContents, HCLSyntaxError, load_text
-from voodu_postgres.reconciler.naming import RefError
+from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, RefError
 from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec
 from voodu_postgres.reconciler.store import SqliteStore, Store, StoreError, resolve_home
 
@@ -78,6 +78,7 @@ def envelope_error(env: Env, message: str) -> None:
     env.stdout.write(_dump({"status": "error", "error": message}) + "\n")
 
 
+NETWORK_ENV = "VOODU_POSTGRES_NETWORK"
 _SECRET_RE = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_(READ_)?URL", re.IGNORECASE)
 REDACTED = "<redacted>"
 
@@ -147,6 +148,31 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("keys", nargs="+", metavar="KEY")
     c.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
+    p = sub.add_parser("apply", help="create or converge the clusters in HCL files and wait until ready")
+    p.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--no-wait", action="store_true", help="start the work, don't wait for readiness")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait (default 300)")
+    p.add_argument("--network", help=f"Docker network (default ${NETWORK_ENV} or {DEFAULT_NETWORK})")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("reconcile", help="one pass (or a loop) over applied clusters: repair drift")
+    p.add_argument("refs", nargs="*", metavar="REF", help="scope/name (default: every applied cluster)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
+    p.add_argument("--watch", action="store_true", help="keep reconciling")
+    p.add_argument("--interval", type=float, default=10.0, metavar="S", help="seconds between passes with --watch")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("info", help="cluster topology: the spec, the bucket, and every pod as observed now")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("delete", help="remove a cluster's containers (--prune: also its data and state)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--prune", action="store_true", help="also remove data volumes, the config bucket, assets")
+    p.add_argument("-y", "--yes", action="store_true", help="confirm (required: this stops the database)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
     p = sub.add_parser("defaults", help="print the default postgres block")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     sub.add_parser("help", help="plugin overview")
@@ -157,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
 # commands
 
 
-def _read_files(paths: Sequence[str]) -> list[FileContents]:
+def read_files(paths: Sequence[str]) -> list[FileContents]:
     """Parse every file, collecting problems across all of them before failing."""
     contents: list[FileContents] = []
     lines: list[str] = []
@@ -178,7 +204,7 @@ def _read_files(paths: Sequence[str]) -> list[FileContents]:
 
 
 def cmd_validate(args: argparse.Namespace, env: Env) -> int:
-    contents = _read_files(args.files)
+    contents = read_files(args.files)
     specs = [s for c in contents for s in c.specs]
     others = [b for c in contents for b in c.others]
     if args.output == "json":
@@ -214,7 +240,7 @@ def _redact_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
 
 
 def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
-    specs = [s for c in _read_files(args.files) for s in c.specs]
+    specs = [s for c in read_files(args.files) for s in c.specs]
     if args.ref:
         specs = [s for s in specs if str(s.ref) == args.ref]
         if not specs:
@@ -421,6 +447,11 @@ def _classify(exc: Exception) -> tuple[int, str]:
         return ExitStatus.USAGE, str(exc)
     if isinstance(exc, CommandError | SpecError | HCLSyntaxError | StoreError | RefError):
         return ExitStatus.ERROR, str(exc)
+    from voodu_postgres.reconciler.loop import ConvergeTimeout
+    from voodu_postgres.reconciler.runtime import RuntimeFailure
+
+    if isinstance(exc, ConvergeTimeout | RuntimeFailure):
+        return ExitStatus.ERROR, str(exc)
     # anything else is a bug or an unexpected environment problem: still one line, no traceback
     return ExitStatus.ERROR, f"error: {type(exc).__name__}: {exc} (run with --traceback for details)"
 
@@ -443,7 +474,12 @@ def _dispatch(argv: list[str], env: Env) -> int:
         return cmd_defaults(args, env)
     if args.command == "validate":
         return cmd_validate(args, env)
-    store = SqliteStore(resolve_home(args.home, env.environ))
+    home = resolve_home(args.home, env.environ)
+    store = SqliteStore(home)
+    if args.command in ("apply", "reconcile", "info", "delete"):
+        from voodu_postgres import ops  # imports docker lazily: validate/config stay fast
+
+        return ops.run(args, env, store, home)
     if args.command == "render":
         return cmd_render(args, env, store)
     if args.command == "config":

@@ -55,6 +55,7 @@ class FileContents:
 
     specs: list[PostgresSpec]
     others: list[Block]
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # raw body of each spec, same order
 
 
 def parse_blocks(text: str, *, source: str = "<string>") -> list[Block]:
@@ -119,6 +120,7 @@ def load_text(text: str, *, source: str = "<string>") -> FileContents:
     problem in every postgres block (including duplicate block names).
     """
     specs: list[PostgresSpec] = []
+    bodies: list[dict[str, Any]] = []
     others: list[Block] = []
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
@@ -133,11 +135,12 @@ def load_text(text: str, *, source: str = "<string>") -> FileContents:
         seen.add(ref_key)
         try:
             specs.append(load_spec(block.scope, block.name, block.body, source=source))
+            bodies.append(block.body)
         except SpecError as exc:
             problems.extend(exc.problems)
     if problems:
         raise SpecError(problems)
-    return FileContents(specs, others)
+    return FileContents(specs, others, bodies)
 
 
 def _ref_text(block: Block) -> str:

@@ -11,6 +11,7 @@ of Debian's docker.io 20.10 daemon (stack.md §4.2).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,21 @@ from voodu_postgres.render import Rendered
 
 
 class RuntimeFailure(RuntimeError):
-    """A Docker operation failed; the message is one line a human can act on."""
+    """A Docker operation failed; the message is one line a human can act on.
+
+    ``transient`` marks failures worth retrying (engine-side 5xx, timeouts); a 4xx such as a
+    name conflict or a missing image is permanent.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+def _failure(prefix: str, exc: Exception) -> RuntimeFailure:
+    status = getattr(exc, "status_code", None)
+    transient = status is None or status >= 500
+    return RuntimeFailure(f"{prefix}: {_one_line(exc)}", transient=transient)
 
 
 @dataclass(frozen=True)
@@ -36,29 +51,59 @@ class ExecResult:
     output: str
 
 
+@dataclass(frozen=True)
+class ContainerInfo:
+    """The parts of ``docker inspect`` the reconciler uses (raw SDK payloads stay in here)."""
+
+    name: str
+    state: str
+    health: str | None
+    labels: dict[str, str]
+    restart_count: int
+    exit_code: int
+
+
 def _one_line(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())
 
 
 def write_assets(directory: Path, files: Iterable[Rendered]) -> dict[str, str]:
-    """Write asset files atomically (mode 0644: scripts run through ``bash``, never executed).
+    """Write asset files (mode 0644: scripts run through ``bash``, never executed).
 
     Returns key → absolute host path. Files are rewritten only when their bytes change, so an
-    unchanged apply does not touch mtimes.
+    unchanged apply touches nothing. A new file is created atomically; an existing one is
+    rewritten *in place*, because pods bind-mount single files, and a bind mount follows the
+    inode: an atomic rename would leave running pods reading the old text (a pg_config reload
+    would then silently reload nothing).
     """
     directory.mkdir(parents=True, exist_ok=True)
     paths: dict[str, str] = {}
     for item in files:
         target = directory / item.name
-        if not target.exists() or target.read_text(encoding="utf-8") != item.text:
+        if not target.exists():
             fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{item.name}.")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(item.text)
             os.chmod(tmp, 0o644)
             os.replace(tmp, target)
+        elif target.read_text(encoding="utf-8") != item.text:
+            with open(target, "r+", encoding="utf-8") as handle:
+                handle.write(item.text)
+                handle.truncate()
         paths[item.name] = str(target.resolve())
     return paths
+
+
+def file_digests(directory: Path) -> dict[str, str]:
+    """sha256 of every asset file currently on disk in ``directory`` (key → digest)."""
+    if not directory.is_dir():
+        return {}
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 class DockerRuntime:
@@ -69,7 +114,7 @@ class DockerRuntime:
             self.client = client or docker.from_env(timeout=120)
             self.client.ping()
         except DockerException as exc:
-            raise RuntimeFailure(f"cannot reach the Docker engine: {_one_line(exc)}") from None
+            raise _failure("cannot reach the Docker engine", exc) from None
 
     # -- networks and volumes ---------------------------------------------------------------
 
@@ -78,7 +123,7 @@ class DockerRuntime:
             if not self.client.networks.list(names=[name]):
                 self.client.networks.create(name, driver="bridge", labels=dict(labels or {}))
         except APIError as exc:
-            raise RuntimeFailure(f"network {name}: {_one_line(exc)}") from None
+            raise _failure(f"network {name}", exc) from None
 
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
         try:
@@ -87,7 +132,7 @@ class DockerRuntime:
             try:
                 self.client.volumes.create(name=name, labels=dict(labels))
             except APIError as exc:
-                raise RuntimeFailure(f"volume {name}: {_one_line(exc)}") from None
+                raise _failure(f"volume {name}", exc) from None
 
     def remove_volume(self, name: str) -> None:
         try:
@@ -95,7 +140,7 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            raise RuntimeFailure(f"remove volume {name}: {_one_line(exc)}") from None
+            raise _failure(f"remove volume {name}", exc) from None
 
     # -- containers ---------------------------------------------------------------------------
 
@@ -144,7 +189,7 @@ class DockerRuntime:
                 f"image {pod.image} not found locally (build or pull it first)"
             ) from None
         except APIError as exc:
-            raise RuntimeFailure(f"start {pod.container}: {_one_line(exc)}") from None
+            raise _failure(f"start {pod.container}", exc) from None
 
     def remove_container(self, name: str, *, timeout: int = 30) -> None:
         try:
@@ -154,7 +199,49 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            raise RuntimeFailure(f"remove {name}: {_one_line(exc)}") from None
+            raise _failure(f"remove {name}", exc) from None
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Containers (running or not) carrying every given label."""
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            found = self.client.containers.list(all=True, filters=filters)
+        except APIError as exc:
+            raise _failure("list containers", exc) from None
+        out = []
+        for container in found:
+            state = container.attrs.get("State", {})
+            out.append(ContainerInfo(
+                name=container.name,
+                state=str(state.get("Status", container.status)),
+                health=(state.get("Health") or {}).get("Status"),
+                labels=dict(container.labels),
+                restart_count=int(container.attrs.get("RestartCount", 0)),
+                exit_code=int(state.get("ExitCode", 0)),
+            ))
+        return out
+
+    def list_volumes(self, labels: Mapping[str, str]) -> list[str]:
+        filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
+        try:
+            return [v.name for v in self.client.volumes.list(filters=filters)]
+        except APIError as exc:
+            raise _failure("list volumes", exc) from None
+
+    def network_exists(self, name: str) -> bool:
+        return bool(self.client.networks.list(names=[name]))
+
+    def start_container(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).start()
+        except APIError as exc:
+            raise _failure(f"start {name}", exc) from None
+
+    def restart_container(self, name: str, *, timeout: int = 30) -> None:
+        try:
+            self.client.containers.get(name).restart(timeout=timeout)
+        except APIError as exc:
+            raise _failure(f"restart {name}", exc) from None
 
     def container_state(self, name: str) -> str | None:
         """Docker's state string (``running``, ``exited`` …) or None when absent."""
@@ -181,7 +268,7 @@ class DockerRuntime:
         except NotFound:
             raise RuntimeFailure(f"container {name} not found") from None
         except APIError as exc:
-            raise RuntimeFailure(f"exec in {name}: {_one_line(exc)}") from None
+            raise _failure(f"exec in {name}", exc) from None
         output = result.output.decode("utf-8", "replace") if result.output else ""
         return ExecResult(int(result.exit_code or 0), output)
 

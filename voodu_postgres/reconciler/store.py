@@ -13,12 +13,15 @@ The SQLite file holds passwords, so it is created with mode 0600 inside a 0700 d
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
 from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 DEFAULT_HOME = "~/.voodu-postgres"
 HOME_ENV = "VOODU_POSTGRES_HOME"
@@ -32,7 +35,24 @@ CREATE TABLE IF NOT EXISTS bucket (
     value TEXT NOT NULL,
     PRIMARY KEY (scope, name, key)
 );
+CREATE TABLE IF NOT EXISTS resource (
+    scope      TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    body       TEXT NOT NULL,   -- the block body as validated (JSON), without any password
+    network    TEXT NOT NULL,
+    applied_at TEXT NOT NULL,
+    PRIMARY KEY (scope, name)
+);
 """
+
+
+@dataclass(frozen=True)
+class AppliedResource:
+    scope: str
+    name: str
+    body: dict[str, Any]
+    network: str
+    applied_at: str
 
 
 class StoreError(RuntimeError):
@@ -55,6 +75,20 @@ class Store(Protocol):
         ...
 
     def unset(self, scope: str, name: str, keys: Iterable[str]) -> None:
+        ...
+
+    def record_resource(self, scope: str, name: str, body: Mapping[str, Any], network: str) -> None:
+        """Remember the applied block so later commands work without the HCL file."""
+        ...
+
+    def resource(self, scope: str, name: str) -> AppliedResource | None:
+        ...
+
+    def resources(self) -> list[AppliedResource]:
+        ...
+
+    def forget(self, scope: str, name: str, *, bucket: bool = False) -> None:
+        """Drop the recorded block, and with ``bucket`` the resource's own bucket (``delete --prune``)."""
         ...
 
 
@@ -105,6 +139,42 @@ class SqliteStore:
 
     def unset(self, scope: str, name: str, keys: Iterable[str]) -> None:
         self._write(scope, name, ((k, "") for k in keys))
+
+    def record_resource(self, scope: str, name: str, body: Mapping[str, Any], network: str) -> None:
+        clean = {k: v for k, v in body.items() if k != "password"}
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        self._exec(
+            "INSERT INTO resource (scope, name, body, network, applied_at) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (scope, name) DO UPDATE SET body = excluded.body, network = excluded.network, "
+            "applied_at = excluded.applied_at",
+            (scope, name, json.dumps(clean, sort_keys=True), network, now),
+        )
+
+    def resource(self, scope: str, name: str) -> AppliedResource | None:
+        found = [r for r in self._resources("WHERE scope = ? AND name = ?", (scope, name))]
+        return found[0] if found else None
+
+    def resources(self) -> list[AppliedResource]:
+        return self._resources("", ())
+
+    def forget(self, scope: str, name: str, *, bucket: bool = False) -> None:
+        self._exec("DELETE FROM resource WHERE scope = ? AND name = ?", (scope, name))
+        if bucket:
+            self._exec("DELETE FROM bucket WHERE scope = ? AND name = ?", (scope, name))
+
+    def _resources(self, where: str, params: tuple[str, ...]) -> list[AppliedResource]:
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT scope, name, body, network, applied_at FROM resource {where} ORDER BY scope, name", params
+            ).fetchall()
+        return [AppliedResource(str(a), str(b), json.loads(c), str(d), str(e)) for a, b, c, d, e in rows]
+
+    def _exec(self, sql: str, params: tuple[str, ...]) -> None:
+        try:
+            with closing(self._connect()) as conn:
+                conn.execute(sql, params)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from None
 
     def _write(self, scope: str, name: str, items: Iterable[tuple[str, str]]) -> None:
         try:

@@ -1,0 +1,63 @@
+"""Desired state: (validated spec, seeded bucket) → everything that should exist for a resource.
+
+Pure: the asset directory is only a path here (the runtime writes the files), and the pods are
+:class:`PodSpec` values built by :mod:`podspec`.
+
+The pod hash deliberately leaves out the ``pg_config`` overrides file: a ``pg_config`` change is
+applied by rewriting that file and reloading, and only the parameters Postgres itself reports as
+``pending_restart`` cause a (rolling) restart. Everything else that shapes a container — image,
+env, resources, the wrapper script — is in the hash, so a change there recreates pods.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from voodu_postgres.reconciler.expand import expand, primary_ordinal
+from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.reconciler.podspec import build_pod
+from voodu_postgres.reconciler.spec import PostgresSpec
+
+OVERRIDES_KEY = "pg_overrides_conf"
+
+
+def assets_dir_for(home: Path, spec: PostgresSpec) -> Path:
+    return home / "assets" / (spec.scope or "_unscoped") / spec.name
+
+
+def derive(
+    spec: PostgresSpec,
+    bucket: Mapping[str, str],
+    *,
+    assets_dir: Path,
+    network: str,
+    extra_labels: Mapping[str, str] | None = None,
+) -> Desired:
+    """Desired state for one resource; ``bucket`` must already hold the seeded secrets."""
+    expansion = expand(spec, bucket)
+    if expansion.actions:
+        missing = ", ".join(sorted(k for a in expansion.actions for k in (a.kv or {})))
+        raise ValueError(f"bucket for {spec.ref} is not seeded yet ({missing}); apply the seed actions first")
+    statefulset = expansion.manifests[1]
+    paths = {f.name: str(assets_dir / f.name) for f in expansion.files}
+    digests = {f.name: f.sha256 for f in expansion.files if f.name != OVERRIDES_KEY}
+    overrides = next(f for f in expansion.files if f.name == OVERRIDES_KEY)
+    pods = tuple(
+        build_pod(statefulset, ordinal, asset_paths=paths, asset_digests=digests, bucket=bucket,
+                  network=network, extra_labels=extra_labels)
+        for ordinal in range(spec.replicas)
+    )
+    return Desired(
+        ref=spec.ref,
+        replicas=spec.replicas,
+        target_primary=primary_ordinal(bucket),
+        port=spec.port,
+        user=spec.user,
+        database=spec.database,
+        pods=pods,
+        files=tuple(expansion.files),
+        overrides_sha=overrides.sha256,
+        network=network,
+        statefulset=statefulset,
+    )

@@ -1,0 +1,152 @@
+"""The reconcile loop: seed the bucket, derive desired state, then observe → plan → execute
+until converged (or one pass, for ``reconcile``).
+
+Each pass starts from scratch: nothing from a previous pass is carried over as truth, only the
+previous roles, to print a progress line when a pod changes role. Only this module sleeps, and
+only the CLI exits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voodu_postgres.reconciler.actions import Action
+from voodu_postgres.reconciler.desired import assets_dir_for, derive
+from voodu_postgres.reconciler.execute import execute
+from voodu_postgres.reconciler.expand import expand
+from voodu_postgres.reconciler.model import Desired, Observed, Outcome, Plan
+from voodu_postgres.reconciler.observe import snapshot
+from voodu_postgres.reconciler.plan import plan
+from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.reconciler.store import Store
+from voodu_postgres.states.pod import PodRole, classify
+
+Progress = Callable[[str], None]
+
+
+class ConvergeTimeout(RuntimeError):
+    """Not converged in time; the message names the stuck pod and ends with its log tail."""
+
+
+@dataclass
+class Report:
+    ref: str
+    message: str
+    converged: bool
+    plan: Plan
+    seeded: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    passes: int = 0
+
+
+@dataclass(frozen=True)
+class Context:
+    runtime: DockerRuntime
+    store: Store
+    home: Path
+    network: str
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+def seed_actions(spec: PostgresSpec, bucket: Mapping[str, str]) -> list[Action]:
+    """The bucket writes a first apply needs (passwords, primary ordinal, retention)."""
+    return expand(spec, bucket).actions
+
+
+def apply_actions(store: Store, actions: list[Action]) -> None:
+    for action in actions:
+        if action.type == "config_set" and action.kv is not None:
+            store.patch(action.scope, action.name, action.kv)
+        elif action.type == "config_unset" and action.keys is not None:
+            store.unset(action.scope, action.name, action.keys)
+
+
+def _roles(desired: Desired, observed: Observed) -> dict[int, PodRole]:
+    writable = len(observed.writable)
+    return {p.ordinal: classify(p, target_primary=desired.target_primary, writable_count=writable)
+            for p in observed.pods if p.exists}
+
+
+def reconcile(
+    spec: PostgresSpec,
+    ctx: Context,
+    *,
+    body: Mapping[str, Any] | None = None,
+    dry_run: bool = False,
+    wait: bool = True,
+    timeout: float = 300.0,
+    progress: Progress = lambda _line: None,
+) -> Report:
+    """Converge one resource. ``dry_run`` computes the plan and changes nothing at all."""
+    ref = spec.ref
+    bucket = ctx.store.resolve(spec.scope, spec.name)
+    seeds = seed_actions(spec, bucket)
+    seeded = [f"{a.describe()}" for a in seeds]
+    if dry_run:
+        simulated = dict(bucket)
+        for action in seeds:
+            simulated.update(action.kv or {})
+        bucket = simulated
+    else:
+        apply_actions(ctx.store, seeds)
+        if body is not None:
+            ctx.store.record_resource(spec.scope, spec.name, body, ctx.network)
+        bucket = ctx.store.resolve(spec.scope, spec.name)
+
+    assets_dir = assets_dir_for(ctx.home, spec)
+    desired = derive(spec, bucket, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels)
+    deadline = ctx.clock() + timeout
+    previous: dict[int, PodRole] = {}
+    outcomes: list[Outcome] = []
+    passes = 0
+    while True:
+        passes += 1
+        observed = snapshot(ctx.runtime, desired, assets_dir)
+        roles = _roles(desired, observed)
+        for ordinal, role in roles.items():
+            before = previous.get(ordinal)
+            if before is not None and before != role:
+                progress(f"{desired.app_name(ordinal)}: {before.value} → {role.value}")
+        previous = roles
+        current = plan(desired, observed)
+        if dry_run:
+            return Report(str(ref), current.message, current.converged, current, seeded, [], passes)
+        if current.steps:
+            results = execute(current, desired, ctx.runtime, assets_dir=assets_dir)
+            for outcome in results:
+                mark = "✓" if outcome.ok else "✗"
+                progress(f"{mark} {outcome.step.kind.value}"
+                         f"{'' if outcome.step.ordinal is None else ' ' + desired.app_name(outcome.step.ordinal)}"
+                         f" — {outcome.detail}")
+            outcomes.extend(results)
+            if not wait:
+                return Report(str(ref), current.message, False, current, seeded, outcomes, passes)
+            if ctx.clock() > deadline:
+                raise _timeout(desired, current, ctx, timeout)
+            continue
+        if current.converged or not wait:
+            return Report(str(ref), current.message, current.converged, current, seeded, outcomes, passes)
+        if current.blocked and not current.waiting:
+            return Report(str(ref), current.message, False, current, seeded, outcomes, passes)
+        if ctx.clock() > deadline:
+            raise _timeout(desired, current, ctx, timeout)
+        ctx.sleep(0.25)
+
+
+def _timeout(desired: Desired, current: Plan, ctx: Context, timeout: float) -> ConvergeTimeout:
+    wait = current.waiting[0] if current.waiting else None
+    ordinal = wait.ordinal if wait is not None and wait.ordinal is not None else desired.target_primary
+    container = desired.ref.container(ordinal)
+    tail = ctx.runtime.logs_tail(container, 15).rstrip()
+    what = wait.text if wait is not None else current.message
+    message = f"{desired.ref}: not converged after {timeout:.0f}s — still waiting for {what}"
+    if tail:
+        message += f"\nlast log lines of {container}:\n" + "\n".join(f"  {line}" for line in tail.splitlines())
+    return ConvergeTimeout(message)

@@ -1,0 +1,134 @@
+"""Read-only effects: build an :class:`Observed` snapshot of one resource from Docker and Postgres.
+
+Pods are found by Voodu's labels (``voodu.scope``/``voodu.name``), never by guessing names.
+Postgres is asked through ``docker exec psql -h 127.0.0.1`` inside each running pod: TCP on
+loopback, which the image's pg_hba trusts, so no password is needed — and, unlike the unix
+socket, it is never answered by the temporary server the image runs during initdb (which would
+make a half-initialised primary look ready). One query per pod returns everything as JSON.
+
+Observation never raises for one bad pod: an unreachable pod is recorded with its error and the
+planner decides what that means (Patroni/CNPG style partial snapshots). Pods are queried in
+parallel so a pass stays fast as the cluster grows.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from voodu_postgres.reconciler.model import Desired, Observed, PgStatus, PodStatus, Replica
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.runtime import ContainerInfo, DockerRuntime, RuntimeFailure, file_digests
+
+GUARD_LOG_MARKER = "refusing to start replica"
+
+# pg_current_wal_lsn() raises during recovery, so primary-only parts sit behind CASE.
+STATUS_SQL = """
+SELECT json_build_object(
+  'in_recovery', pg_is_in_recovery(),
+  'timeline', CASE WHEN pg_is_in_recovery()
+                   THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+                   ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END,
+  'lsn', CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text
+              ELSE pg_current_wal_lsn()::text END,
+  'pending_restart', (SELECT count(*) FROM pg_settings WHERE pending_restart),
+  'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
+  'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
+  'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
+      SELECT coalesce(json_agg(json_build_object(
+               'application_name', application_name, 'state', state,
+               'lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint)
+             ORDER BY application_name), '[]'::json)
+      FROM pg_stat_replication) END
+)
+"""
+
+
+def psql_argv(port: int, user: str, database: str, sql: str) -> list[str]:
+    return ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port),
+            "-U", user, "-d", database, "-c", sql]
+
+
+def parse_status(output: str) -> PgStatus:
+    data = json.loads(output.strip().splitlines()[-1])
+    return PgStatus(
+        in_recovery=bool(data["in_recovery"]),
+        timeline=data.get("timeline"),
+        lsn=data.get("lsn"),
+        pending_restart=int(data.get("pending_restart") or 0),
+        receiver_status=data.get("receiver_status"),
+        receiver_host=data.get("receiver_host"),
+        replicas=tuple(
+            Replica(r["application_name"], r["state"], r.get("lag_bytes")) for r in data.get("replicas") or []
+        ),
+    )
+
+
+def _resource_labels(ref: Ref) -> dict[str, str]:
+    return {"voodu.kind": "statefulset", "voodu.scope": ref.scope, "voodu.name": ref.name}
+
+
+def query_pg(runtime: DockerRuntime, container: str, *, port: int, user: str,
+             database: str) -> tuple[PgStatus | None, str | None]:
+    try:
+        result = runtime.exec(container, psql_argv(port, user, database, STATUS_SQL))
+    except RuntimeFailure as exc:
+        return None, str(exc)
+    if result.exit_code != 0:
+        lines = result.output.strip().splitlines()
+        return None, lines[-1] if lines else f"psql exited {result.exit_code}"
+    try:
+        return parse_status(result.output), None
+    except (ValueError, KeyError, IndexError) as exc:
+        return None, f"unexpected status output: {exc}"
+
+
+def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desired: Desired,
+                volumes: set[str]) -> PodStatus:
+    pg, error = (None, None)
+    guard = False
+    if info.state == "running":
+        pg, error = query_pg(runtime, info.name, port=desired.port, user=desired.user,
+                             database=desired.database)
+    if pg is None and (info.state in ("restarting", "exited") or info.restart_count > 0):
+        guard = GUARD_LOG_MARKER in runtime.logs_tail(info.name, 40)
+    return PodStatus(
+        ordinal=ordinal,
+        container=info.name,
+        exists=True,
+        state=info.state,
+        health=info.health,
+        spec_hash=info.labels.get("voodu.manifest_hash"),
+        restart_count=info.restart_count,
+        pg=pg,
+        error=error,
+        guard_tripped=guard,
+        volume_exists=desired.ref.volume(ordinal) in volumes,
+    )
+
+
+def snapshot(runtime: DockerRuntime, desired: Desired, assets_dir: Path) -> Observed:
+    """Observe every ordinal of ``desired.ref`` that has a container or a data volume."""
+    ref = desired.ref
+    labels = _resource_labels(ref)
+    containers = runtime.list_containers(labels)
+    volumes = set(runtime.list_volumes({"voodu.scope": ref.scope, "voodu.name": ref.name}))
+    by_ordinal: dict[int, ContainerInfo] = {}
+    for info in containers:
+        raw = info.labels.get("voodu.replica_ordinal", "")
+        if raw.isdigit():
+            by_ordinal[int(raw)] = info
+    with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_ordinal)))) as pool:
+        futures = {o: pool.submit(_pod_status, runtime, info, o, desired, volumes)
+                   for o, info in by_ordinal.items()}
+        pods = {o: f.result() for o, f in futures.items()}
+    for name in volumes:  # a data volume without a container is still part of the picture
+        prefix = f"voodu-{ref.app_id}-data-"
+        if name.startswith(prefix) and name[len(prefix):].isdigit():
+            ordinal = int(name[len(prefix):])
+            pods.setdefault(ordinal, PodStatus(ordinal=ordinal, container=ref.container(ordinal),
+                                               volume_exists=True))
+    return Observed(ref=ref, pods=tuple(pods[o] for o in sorted(pods)),
+                    network_exists=runtime.network_exists(desired.network),
+                    asset_digests=file_digests(assets_dir))

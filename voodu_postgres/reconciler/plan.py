@@ -1,0 +1,210 @@
+"""The planner: (Desired, Observed) → Plan. Pure — it has no side effects.
+
+Level-triggered: every pass compares what exists with what should exist; it never diffs old
+and new HCL. The plan holds the steps to run *now*, what we are waiting for (a primary still
+booting, a standby still cloning), and what is blocked on a human (split brain, a refused
+scale-down). The loop executes the steps, re-observes, and plans again.
+
+Ordering rules, in priority order:
+
+1. infrastructure: the network, then asset files on disk (a changed ``pg_config`` alone is a
+   reload, not a restart);
+2. the primary: created or started first;
+3. standbys: created all at once — cloned in parallel by their own entrypoints — as soon as the
+   primary serves (no fixed sleeps: the trigger is the observed primary);
+4. scale-down: highest ordinals first, never the primary;
+5. rolling changes, one pod per pass, only when nothing else is in flight: recreations for a
+   changed pod hash, then restarts for parameters Postgres reports as ``pending_restart``;
+   standbys first (highest ordinal first), the primary last.
+
+Every move is checked against the pod state machine (``states.pod``): the planner asks the
+machine whether the trigger is allowed, so the guards in the table are the single source of
+policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from voodu_postgres.reconciler.desired import OVERRIDES_KEY
+from voodu_postgres.reconciler.model import Desired, Observed, Plan, PodStatus, Step, StepKind, Wait
+from voodu_postgres.states.pod import PodMachine, PodRole, PodView, classify
+
+
+def streams_from_primary(desired: Desired, pod: PodStatus) -> bool:
+    pg = pod.pg
+    return (
+        pg is not None
+        and pg.in_recovery
+        and pg.receiver_status == "streaming"
+        and pg.receiver_host == desired.host(desired.target_primary)
+    )
+
+
+def _roles(desired: Desired, observed: Observed) -> dict[int, PodRole]:
+    writable = len(observed.writable)
+    ordinals = set(range(desired.replicas)) | {p.ordinal for p in observed.pods}
+    out: dict[int, PodRole] = {}
+    for ordinal in sorted(ordinals):
+        pod = observed.pod(ordinal) or PodStatus(ordinal=ordinal, container=desired.ref.container(ordinal))
+        out[ordinal] = classify(pod, target_primary=desired.target_primary, writable_count=writable)
+    return out
+
+
+def _pod(desired: Desired, observed: Observed, ordinal: int) -> PodStatus:
+    return observed.pod(ordinal) or PodStatus(ordinal=ordinal, container=desired.ref.container(ordinal))
+
+
+def describe(desired: Desired, observed: Observed) -> str:
+    """One phrase per pod, e.g. ``db-0 primary, db-1 streaming, db-2 cloning``."""
+    roles = _roles(desired, observed)
+    parts = []
+    for ordinal, role in roles.items():
+        name = desired.app_name(ordinal)
+        pod = _pod(desired, observed, ordinal)
+        if ordinal >= desired.replicas and not pod.exists:
+            continue
+        if role is PodRole.STANDBY:
+            parts.append(f"{name} {'streaming' if streams_from_primary(desired, pod) else 'standby (not streaming)'}")
+        elif role is PodRole.BOOTSTRAPPING:
+            parts.append(f"{name} cloning")
+        elif role is PodRole.PENDING:
+            parts.append(f"{name} starting")
+        else:
+            parts.append(f"{name} {role.value}")
+    return ", ".join(parts)
+
+
+def plan(desired: Desired, observed: Observed) -> Plan:
+    """The next steps for one resource. It has no side effects."""
+    steps: list[Step] = []
+    waiting: list[Wait] = []
+    blocked: list[str] = []
+    ref = desired.ref
+    P = desired.target_primary
+    roles = _roles(desired, observed)
+    writable = observed.writable
+
+    # 1. infrastructure
+    if not observed.network_exists:
+        steps.append(Step(StepKind.ENSURE_NETWORK, None, f"network {desired.network} is missing"))
+    wanted = {f.name: f.sha256 for f in desired.files}
+    changed = sorted(k for k, digest in wanted.items() if observed.asset_digests.get(k) != digest)
+    if changed:
+        steps.append(Step(StepKind.WRITE_ASSETS, None, f"asset files out of date: {', '.join(changed)}"))
+        if OVERRIDES_KEY in changed and any(p.reachable for p in observed.pods):
+            steps.append(Step(StepKind.RELOAD_CONFIG, None, "pg_config changed: reload running pods"))
+
+    if P >= desired.replicas:
+        blocked.append(f"primary ordinal {P} (PG_PRIMARY_ORDINAL) is outside 0..{desired.replicas - 1}; "
+                       f"raise replicas or promote another pod")
+        return _finish(desired, observed, steps, waiting, blocked)
+
+    if len(writable) > 1:
+        names = ", ".join(desired.app_name(p.ordinal) for p in writable)
+        blocked.append(f"split brain: {names} all accept writes; stop the one that is not "
+                       f"{desired.app_name(P)} and run `voodu-postgres rejoin {ref} --replica N`")
+
+    primary = _pod(desired, observed, P)
+    primary_is_ready = roles[P] is PodRole.PRIMARY
+    streaming = all(
+        streams_from_primary(desired, _pod(desired, observed, o)) for o in range(desired.replicas) if o != P
+    )
+
+    def view(pod: PodStatus) -> PodView:
+        return PodView(pod=pod, target_primary=P, primary_ready=primary_is_ready,
+                       writable_count=len(writable), standbys_streaming=streaming)
+
+    def allowed(pod: PodStatus, trigger: str) -> bool:
+        return PodMachine(roles[pod.ordinal]).may(trigger, view(pod))
+
+    # 2. the primary
+    if roles[P] is PodRole.DOWN:
+        if allowed(primary, "start"):
+            kind = StepKind.START_POD if primary.exists else StepKind.CREATE_POD
+            steps.append(Step(kind, P, f"primary {desired.app_name(P)} is {'stopped' if primary.exists else 'missing'}"))
+        else:
+            blocked.append(f"not starting primary {desired.app_name(P)}: another pod already accepts writes")
+    elif roles[P] is PodRole.PENDING:
+        waiting.append(Wait(P, f"{desired.app_name(P)} to accept connections"))
+    elif roles[P] is PodRole.STANDBY:
+        waiting.append(Wait(P, f"{desired.app_name(P)} is the designated primary but still in recovery "
+                                  "(switchover in progress?)"))
+
+    # 3. standbys
+    for ordinal in range(desired.replicas):
+        if ordinal == P:
+            continue
+        pod = _pod(desired, observed, ordinal)
+        role = roles[ordinal]
+        name = desired.app_name(ordinal)
+        if role is PodRole.DOWN:
+            if allowed(pod, "start"):
+                kind = StepKind.START_POD if pod.exists else StepKind.CREATE_POD
+                what = "stopped" if pod.exists else ("missing (data volume kept)" if pod.volume_exists else "missing")
+                steps.append(Step(kind, ordinal, f"standby {name} is {what}"))
+            else:
+                waiting.append(Wait(P, f"{desired.app_name(P)} to serve before {name} can clone"))
+        elif role is PodRole.BOOTSTRAPPING:
+            waiting.append(Wait(ordinal, f"{name} to finish cloning and start streaming"))
+        elif role is PodRole.STANDBY and not streams_from_primary(desired, pod):
+            waiting.append(Wait(ordinal, f"{name} to stream from {desired.app_name(P)}"))
+        elif role is PodRole.SPLIT_BRAIN:
+            blocked.append(
+                f"{name} is in split brain (its data was last a primary); it will not be started. "
+                f"Recover: voodu-postgres rejoin {ref} --replica {ordinal}"
+            )
+
+    # 4. scale down, top-down
+    extra = sorted((p for p in observed.pods if p.ordinal >= desired.replicas and p.exists),
+                   key=lambda p: -p.ordinal)
+    for pod in extra:
+        if allowed(pod, "remove") and not pod.writable:
+            steps.append(Step(StepKind.REMOVE_POD, pod.ordinal,
+                              f"replicas = {desired.replicas}: {desired.app_name(pod.ordinal)} is surplus "
+                              "(its data volume is kept)"))
+        else:
+            blocked.append(f"refusing to remove {desired.app_name(pod.ordinal)}: it is the current primary "
+                           f"(promote another pod first)")
+
+    # 5. rolling changes: only when the cluster is otherwise settled
+    if not steps and not waiting and not blocked:
+        roll = _next_roll(desired, observed, roles, allowed)
+        if roll is not None:
+            steps.append(roll)
+    return _finish(desired, observed, steps, waiting, blocked)
+
+
+def _roll_order(desired: Desired) -> Iterable[int]:
+    standbys = sorted((o for o in range(desired.replicas) if o != desired.target_primary), reverse=True)
+    return [*standbys, desired.target_primary]
+
+
+def _next_roll(desired: Desired, observed: Observed, roles: dict[int, PodRole],
+               allowed: Callable[[PodStatus, str], bool]) -> Step | None:
+    for ordinal in _roll_order(desired):
+        pod = _pod(desired, observed, ordinal)
+        if pod.spec_hash != desired.pod(ordinal).spec_hash and allowed(pod, "roll"):
+            return Step(StepKind.RECREATE_POD, ordinal,
+                        f"{desired.app_name(ordinal)} runs an outdated spec (image, env, resources or scripts changed)")
+    for ordinal in _roll_order(desired):
+        pod = _pod(desired, observed, ordinal)
+        if pod.pg is not None and pod.pg.pending_restart and allowed(pod, "roll"):
+            return Step(StepKind.RESTART_POD, ordinal,
+                        f"{desired.app_name(ordinal)} has {pod.pg.pending_restart} setting(s) pending a restart")
+    return None
+
+
+def _finish(desired: Desired, observed: Observed, steps: list[Step], waiting: list[Wait],
+            blocked: list[str]) -> Plan:
+    state = describe(desired, observed) or "no pods yet"
+    if steps:
+        message = f"{desired.ref}: {'; '.join(str(s) for s in steps)}"
+    elif blocked:
+        message = f"{desired.ref}: blocked: {blocked[0]}"
+    elif waiting:
+        message = f"{desired.ref}: waiting for {waiting[0]} ({state})"
+    else:
+        message = f"{desired.ref}: no action: {state}"
+    return Plan(ref=desired.ref, steps=tuple(steps), waiting=tuple(waiting), blocked=tuple(blocked),
+                message=message)

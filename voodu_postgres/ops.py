@@ -40,8 +40,23 @@ def _network(args: argparse.Namespace, env: Env) -> str:
     return getattr(args, "network", None) or env.environ.get(NETWORK_ENV) or DEFAULT_NETWORK
 
 
-def _context(store: SqliteStore, home: Any, network: str) -> Context:
-    return Context(runtime=DockerRuntime(), store=store, home=home, network=network)
+LABELS_ENV = "VOODU_POSTGRES_LABELS"
+
+
+def extra_labels(env: Env) -> dict[str, str]:
+    """``$VOODU_POSTGRES_LABELS`` (``k=v,k2=v2``): extra labels on everything created (tests use it
+    to find and remove their objects)."""
+    out = {}
+    for pair in env.environ.get(LABELS_ENV, "").split(","):
+        key, sep, value = pair.strip().partition("=")
+        if key and sep:
+            out[key] = value
+    return out
+
+
+def _context(store: SqliteStore, home: Any, network: str, env: Env, runtime: DockerRuntime | None = None) -> Context:
+    return Context(runtime=runtime or DockerRuntime(), store=store, home=home, network=network,
+                   extra_labels=extra_labels(env))
 
 
 def _say(env: Env, line: str) -> None:
@@ -91,9 +106,9 @@ def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any)
     if not specs:
         raise CommandError(f"no postgres blocks in {', '.join(args.files)}")
     network = _network(args, env)
-    ctx = _context(store, home, network)
+    ctx = _context(store, home, network, env)
     if not args.dry_run:
-        ctx.runtime.ensure_network(network)
+        ctx.runtime.ensure_network(network, labels=ctx.extra_labels)
     reports = []
     failed = False
     for spec, body in specs:
@@ -148,7 +163,7 @@ def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: 
     while True:
         reports = []
         for spec, _body, network in resources:
-            ctx = Context(runtime=runtime, store=store, home=home, network=network)
+            ctx = _context(store, home, network, env, runtime)
             report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
                                progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
                                else (lambda _line: None))
@@ -288,7 +303,7 @@ def _load_recorded(store: SqliteStore, text: str) -> tuple[PostgresSpec, dict[st
 def cmd_info(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
     spec, _body, network = _load_recorded(store, args.ref)
     bucket = store.resolve(spec.scope, spec.name)
-    ctx = _context(store, home, network)
+    ctx = _context(store, home, network, env)
     assets = assets_dir_for(home, spec)
     desired = derive(spec, bucket, assets_dir=assets, network=network)
     observed = snapshot(ctx.runtime, desired, assets)

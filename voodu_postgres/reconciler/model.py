@@ -30,16 +30,29 @@ class Replica:
 
 
 @dataclass(frozen=True)
+class PendingSetting:
+    """A parameter changed in the conf files that only takes effect after a restart."""
+
+    name: str
+    current: str  # the running value (pg_settings.setting)
+    next: str | None  # the value in the files now (pg_file_settings), None when removed
+
+
+@dataclass(frozen=True)
 class PgStatus:
     """What Postgres itself reports about one pod (None fields: unknown)."""
 
     in_recovery: bool
     timeline: int | None = None
     lsn: str | None = None
-    pending_restart: int = 0
+    pending: tuple[PendingSetting, ...] = ()
     receiver_status: str | None = None  # standby: pg_stat_wal_receiver.status ("streaming")
     receiver_host: str | None = None  # standby: the host it streams from
     replicas: tuple[Replica, ...] = ()  # primary: pg_stat_replication
+
+    @property
+    def pending_restart(self) -> int:
+        return len(self.pending)
 
 
 @dataclass(frozen=True)

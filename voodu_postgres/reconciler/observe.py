@@ -17,7 +17,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from voodu_postgres.reconciler.model import Desired, Observed, PgStatus, PodStatus, Replica
+from voodu_postgres.reconciler.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica
 from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.runtime import ContainerInfo, DockerRuntime, RuntimeFailure, file_digests
 
@@ -32,7 +32,12 @@ SELECT json_build_object(
                    ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END,
   'lsn', CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text
               ELSE pg_current_wal_lsn()::text END,
-  'pending_restart', (SELECT count(*) FROM pg_settings WHERE pending_restart),
+  'pending', (SELECT coalesce(json_agg(json_build_object(
+                 'name', s.name, 'current', s.setting, 'next', f.setting) ORDER BY s.name), '[]'::json)
+               FROM pg_settings s
+               LEFT JOIN LATERAL (SELECT fs.setting FROM pg_file_settings fs
+                                  WHERE fs.name = s.name ORDER BY fs.seqno DESC LIMIT 1) f ON true
+               WHERE s.pending_restart),
   'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
   'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
   'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
@@ -56,7 +61,8 @@ def parse_status(output: str) -> PgStatus:
         in_recovery=bool(data["in_recovery"]),
         timeline=data.get("timeline"),
         lsn=data.get("lsn"),
-        pending_restart=int(data.get("pending_restart") or 0),
+        pending=tuple(PendingSetting(p["name"], str(p["current"]), None if p.get("next") is None else str(p["next"]))
+                      for p in data.get("pending") or []),
         receiver_status=data.get("receiver_status"),
         receiver_host=data.get("receiver_host"),
         replicas=tuple(

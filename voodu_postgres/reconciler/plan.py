@@ -119,7 +119,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         return PodMachine(roles[pod.ordinal]).may(trigger, view(pod))
 
     # 2. the primary
-    if roles[P] is PodRole.DOWN:
+    if roles[P] is PodRole.DOWN and primary.state == "restarting":
+        waiting.append(Wait(P, f"{desired.app_name(P)} is restarting (Docker restarts it; see its log)"))
+    elif roles[P] is PodRole.DOWN:
         if allowed(primary, "start"):
             kind = StepKind.START_POD if primary.exists else StepKind.CREATE_POD
             steps.append(Step(kind, P, f"primary {desired.app_name(P)} is {'stopped' if primary.exists else 'missing'}"))
@@ -138,7 +140,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         pod = _pod(desired, observed, ordinal)
         role = roles[ordinal]
         name = desired.app_name(ordinal)
-        if role is PodRole.DOWN:
+        if role is PodRole.DOWN and pod.state == "restarting":
+            waiting.append(Wait(ordinal, f"{name} is restarting (Docker restarts it; see its log)"))
+        elif role is PodRole.DOWN:
             if allowed(pod, "start"):
                 kind = StepKind.START_POD if pod.exists else StepKind.CREATE_POD
                 what = "stopped" if pod.exists else ("missing (data volume kept)" if pod.volume_exists else "missing")
@@ -167,17 +171,45 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             blocked.append(f"refusing to remove {desired.app_name(pod.ordinal)}: it is the current primary "
                            f"(promote another pod first)")
 
-    # 5. rolling changes: only when the cluster is otherwise settled
-    if not steps and not waiting and not blocked:
+    # 5. rolling changes: only when the cluster is otherwise settled — except that a pending
+    # *decrease* of a standby-minimum setting restarts the primary first and at once: standbys
+    # cannot run with a lower value than the primary, so waiting for them would deadlock.
+    if not steps and not blocked and roles[P] is PodRole.PRIMARY and lowers_standby_minimum(primary):
+        steps.append(Step(StepKind.RESTART_POD, P,
+                          f"{desired.app_name(P)} lowers a setting standbys must match "
+                          "(restarting the primary first)"))
+    elif not steps and not waiting and not blocked:
         roll = _next_roll(desired, observed, roles, allowed)
         if roll is not None:
             steps.append(roll)
     return _finish(desired, observed, steps, waiting, blocked)
 
 
-def _roll_order(desired: Desired) -> Iterable[int]:
+#: Hot standby refuses to replay WAL from a primary whose value of these is higher than its own
+#: ("recovery aborted because of insufficient parameter settings"). So a decrease must restart
+#: the primary first; an increase, the standbys first.
+STANDBY_MINIMUMS = frozenset({"max_connections", "max_prepared_transactions", "max_locks_per_transaction",
+                              "max_wal_senders", "max_worker_processes"})
+
+
+def _roll_order(desired: Desired, *, primary_first: bool = False) -> Iterable[int]:
     standbys = sorted((o for o in range(desired.replicas) if o != desired.target_primary), reverse=True)
-    return [*standbys, desired.target_primary]
+    P = desired.target_primary
+    return [P, *standbys] if primary_first else [*standbys, P]
+
+
+def lowers_standby_minimum(pod: PodStatus) -> bool:
+    """Does this pod have a pending *decrease* of a setting standbys must match or exceed?"""
+    if pod.pg is None:
+        return False
+    for setting in pod.pg.pending:
+        if setting.name in STANDBY_MINIMUMS and setting.next is not None:
+            try:
+                if int(setting.next) < int(setting.current):
+                    return True
+            except ValueError:
+                continue
+    return False
 
 
 def _next_roll(desired: Desired, observed: Observed, roles: dict[int, PodRole],
@@ -187,7 +219,8 @@ def _next_roll(desired: Desired, observed: Observed, roles: dict[int, PodRole],
         if pod.spec_hash != desired.pod(ordinal).spec_hash and allowed(pod, "roll"):
             return Step(StepKind.RECREATE_POD, ordinal,
                         f"{desired.app_name(ordinal)} runs an outdated spec (image, env, resources or scripts changed)")
-    for ordinal in _roll_order(desired):
+    primary_first = lowers_standby_minimum(_pod(desired, observed, desired.target_primary))
+    for ordinal in _roll_order(desired, primary_first=primary_first):
         pod = _pod(desired, observed, ordinal)
         if pod.pg is not None and pod.pg.pending_restart and allowed(pod, "roll"):
             return Step(StepKind.RESTART_POD, ordinal,

@@ -15,6 +15,7 @@ Only this module turns exceptions into exit codes; ``--traceback`` re-raises for
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -27,7 +28,15 @@ from typing import Any, NoReturn, TextIO
 
 from voodu_postgres import __version__
 from voodu_postgres.reconciler import expand as expand_mod
-from voodu_postgres.reconciler.hclfile import FileContents, HCLSyntaxError, load_text
+from voodu_postgres.reconciler.hclfile import (
+    Block,
+    FileContents,
+    HCLSyntaxError,
+    blocks_from_json,
+    blocks_to_json,
+    load_text,
+    parse_blocks,
+)
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, RefError
 from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec
 from voodu_postgres.reconciler.store import SqliteStore, Store, StoreError, resolve_home
@@ -183,7 +192,36 @@ def build_parser() -> argparse.ArgumentParser:
 # commands
 
 
-def read_files(paths: Sequence[str]) -> list[FileContents]:
+def _cached_blocks(text: str, source: str, cache_dir: Path | None) -> list[Block]:
+    """Parse HCL, reusing an earlier parse of byte-identical text.
+
+    Building the HCL grammar and parsing costs ~0.3 s — a third of a no-op ``apply`` — and the
+    result depends only on the text, so it is cached under the home dir keyed by its sha256.
+    A cache that cannot be read or written is simply skipped.
+    """
+    if cache_dir is None:
+        return parse_blocks(text, source=source)
+    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    entry = cache_dir / f"hcl-{key}.json"
+    try:
+        return blocks_from_json(json.loads(entry.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    blocks = parse_blocks(text, source=source)
+    try:
+        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
+        # the body may hold an HCL password: same privacy as the state store
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(blocks_to_json(blocks), handle)
+        os.replace(tmp, entry)
+    except OSError:
+        pass
+    return blocks
+
+
+def read_files(paths: Sequence[str], cache_dir: Path | None = None) -> list[FileContents]:
     """Parse every file, collecting problems across all of them before failing."""
     contents: list[FileContents] = []
     lines: list[str] = []
@@ -195,7 +233,7 @@ def read_files(paths: Sequence[str]) -> list[FileContents]:
             lines.append(f"{raw}: cannot read: {exc.strerror or exc}")
             continue
         try:
-            contents.append(load_text(text, source=raw))
+            contents.append(load_text(text, source=raw, blocks=_cached_blocks(text, raw, cache_dir)))
         except (HCLSyntaxError, SpecError) as exc:
             lines.extend(str(exc).splitlines())
     if lines:

@@ -101,7 +101,7 @@ def _report_json(report: Report) -> dict[str, Any]:
 def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
     if args.timeout <= 0:
         raise UsageError("apply: --timeout must be > 0")
-    contents = read_files(args.files)
+    contents = read_files(args.files, cache_dir=home / "cache")
     specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
     if not specs:
         raise CommandError(f"no postgres blocks in {', '.join(args.files)}")

@@ -113,8 +113,17 @@ def _to_wire(value: Any) -> Any:
     return value
 
 
-def load_text(text: str, *, source: str = "<string>") -> FileContents:
-    """Parse and validate every postgres block in ``text``.
+def blocks_to_json(blocks: list[Block]) -> list[dict[str, Any]]:
+    """Serialisable form of parsed blocks (for the caller's parse cache)."""
+    return [{"kind": b.kind, "scope": b.scope, "name": b.name, "body": b.body} for b in blocks]
+
+
+def blocks_from_json(data: list[dict[str, Any]]) -> list[Block]:
+    return [Block(str(d["kind"]), str(d["scope"]), str(d["name"]), dict(d["body"])) for d in data]
+
+
+def load_text(text: str, *, source: str = "<string>", blocks: list[Block] | None = None) -> FileContents:
+    """Parse and validate every postgres block in ``text`` (or in already-parsed ``blocks``).
 
     Raises :class:`HCLSyntaxError` for unparsable text, or :class:`SpecError` listing every
     problem in every postgres block (including duplicate block names).
@@ -124,7 +133,7 @@ def load_text(text: str, *, source: str = "<string>") -> FileContents:
     others: list[Block] = []
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
-    for block in parse_blocks(text, source=source):
+    for block in blocks if blocks is not None else parse_blocks(text, source=source):
         if block.kind != "postgres":
             others.append(block)
             continue

@@ -182,6 +182,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-y", "--yes", action="store_true", help="confirm (required: this stops the database)")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
+    for name, aliases in (("promote", ["failover"]),):
+        p = sub.add_parser(
+            name, aliases=aliases,
+            help="make a standby the primary (planned switchover, or failover with --force)",
+            description=(
+                "Planned switchover (the primary is healthy): fence the primary with a clean shutdown, "
+                "wait until the target has every committed write, promote it, re-point the other "
+                "standbys, and rejoin the old primary as a standby. No acknowledged write is lost. "
+                "Failover (--force, primary down): promote the target and report how far it had got."
+            ),
+        )
+        p.add_argument("ref", metavar="REF")
+        p.add_argument("-r", "--replica", type=int, required=True, metavar="N", help="ordinal to promote")
+        p.add_argument("--force", action="store_true",
+                       help="skip the lag check; required when the primary is down (failover)")
+        p.add_argument("--no-restart", action="store_true",
+                       help="leave the old primary stopped instead of rejoining it")
+        p.add_argument("-y", "--yes", action="store_true",
+                       help="failover: accept promoting a standby that received less WAL than another")
+        p.add_argument("--max-lag", type=int, default=16 * 1024 * 1024, metavar="BYTES",
+                       help="largest replay lag a planned switchover accepts (default 16 MiB)")
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("rejoin", help="re-attach a pod as a standby of the current primary (pg_rewind, "
+                                      "or a fresh clone when rewind is impossible)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-r", "--replica", type=int, required=True, metavar="N", help="ordinal to rejoin")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
     p = sub.add_parser("defaults", help="print the default postgres block")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     sub.add_parser("help", help="plugin overview")
@@ -485,10 +514,11 @@ def _classify(exc: Exception) -> tuple[int, str]:
         return ExitStatus.USAGE, str(exc)
     if isinstance(exc, CommandError | SpecError | HCLSyntaxError | StoreError | RefError):
         return ExitStatus.ERROR, str(exc)
+    from voodu_postgres.reconciler.failover import FailoverError
     from voodu_postgres.reconciler.loop import ConvergeTimeout
     from voodu_postgres.reconciler.runtime import RuntimeFailure
 
-    if isinstance(exc, ConvergeTimeout | RuntimeFailure):
+    if isinstance(exc, ConvergeTimeout | RuntimeFailure | FailoverError):
         return ExitStatus.ERROR, str(exc)
     # anything else is a bug or an unexpected environment problem: still one line, no traceback
     return ExitStatus.ERROR, f"error: {type(exc).__name__}: {exc} (run with --traceback for details)"
@@ -514,7 +544,7 @@ def _dispatch(argv: list[str], env: Env) -> int:
         return cmd_validate(args, env)
     home = resolve_home(args.home, env.environ)
     store = SqliteStore(home)
-    if args.command in ("apply", "reconcile", "info", "delete"):
+    if args.command in ("apply", "reconcile", "info", "delete", "promote", "failover", "rejoin"):
         from voodu_postgres import ops  # imports docker lazily: validate/config stay fast
 
         return ops.run(args, env, store, home)

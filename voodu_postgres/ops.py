@@ -10,10 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import time
 from typing import Any
 
 from voodu_postgres.cli import NETWORK_ENV, CommandError, Env, ExitStatus, UsageError, read_files
-from voodu_postgres.reconciler.desired import assets_dir_for, derive
+from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.expand import (
     EXPOSE_KEY,
     LINKED_CONSUMERS_KEY,
@@ -32,7 +33,8 @@ from voodu_postgres.states.pod import classify
 
 
 def run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
-    handlers = {"apply": cmd_apply, "reconcile": cmd_reconcile, "info": cmd_info, "delete": cmd_delete}
+    handlers = {"apply": cmd_apply, "reconcile": cmd_reconcile, "info": cmd_info, "delete": cmd_delete,
+                "promote": cmd_promote, "failover": cmd_promote, "rejoin": cmd_rejoin}
     return handlers[args.command](args, env, store, home)
 
 
@@ -177,8 +179,6 @@ def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: 
             if failed:
                 raise CommandError("; ".join(r.message for r in failed))
             return ExitStatus.OK
-        import time
-
         time.sleep(args.interval)
 
 
@@ -305,7 +305,8 @@ def cmd_info(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) 
     bucket = store.resolve(spec.scope, spec.name)
     ctx = _context(store, home, network, env)
     assets = assets_dir_for(home, spec)
-    desired = derive(spec, bucket, assets_dir=assets, network=network)
+    desired = derive(spec, bucket, assets_dir=assets, network=network, extra_labels=extra_labels(env),
+                     state_dir=state_dir_for(home, spec))
     observed = snapshot(ctx.runtime, desired, assets)
     snap = info_snapshot(desired, observed, spec, bucket, spec.image)
     if args.output == "json":
@@ -336,6 +337,7 @@ def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any
             runtime.remove_volume(volume)
             removed_volumes.append(volume)
         shutil.rmtree(assets_dir_for(home, spec), ignore_errors=True)
+        shutil.rmtree(state_dir_for(home, spec), ignore_errors=True)
     store.forget(ref.scope, ref.name, bucket=args.prune)
     result = {"ref": str(ref), "containers": [c.name for c in containers], "volumes": removed_volumes,
               "pruned": args.prune}
@@ -346,3 +348,43 @@ def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any
         _say(env, f"deleted postgres {ref}: removed {len(containers)} container(s)"
                   + (f" and {len(removed_volumes)} volume(s)" if args.prune else "") + kept)
     return ExitStatus.OK
+
+
+# ------------------------------------------------------------------------------------------
+# promote / rejoin
+
+
+def _failover_run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any,
+                  action: Any) -> int:
+    spec, _body, network = _load_recorded(store, args.ref)
+    ctx = _context(store, home, network, env)
+    lines: list[str] = []
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        stamped = f"[{time.monotonic() - started:5.2f}s] {line}"
+        lines.append(stamped)
+        if args.output == "text":
+            _say(env, f"  {stamped}")
+
+    message = action(spec, ctx, progress)
+    if args.output == "json":
+        env.stdout.write(json.dumps({"ref": str(spec.ref), "message": message, "steps": lines}, indent=2) + "\n")
+    else:
+        _say(env, message)
+    return ExitStatus.OK
+
+
+def cmd_promote(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+    from voodu_postgres.reconciler.failover import promote
+
+    return _failover_run(args, env, store, home, lambda spec, ctx, progress: promote(
+        spec, ctx, target=args.replica, force=args.force, no_restart=args.no_restart, yes=args.yes,
+        max_lag=args.max_lag, progress=progress))
+
+
+def cmd_rejoin(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+    from voodu_postgres.reconciler.failover import rejoin
+
+    return _failover_run(args, env, store, home, lambda spec, ctx, progress: rejoin(
+        spec, ctx, ordinal=args.replica, progress=progress))

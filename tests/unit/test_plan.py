@@ -9,7 +9,15 @@ import pytest
 
 from voodu_postgres.reconciler.desired import derive
 from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica, StepKind
+from voodu_postgres.reconciler.model import (
+    Desired,
+    Observed,
+    PendingSetting,
+    PgStatus,
+    PodStatus,
+    Replica,
+    StepKind,
+)
 from voodu_postgres.reconciler.plan import plan
 from voodu_postgres.reconciler.spec import load_spec
 

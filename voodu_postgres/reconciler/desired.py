@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from voodu_postgres.reconciler.expand import expand, primary_ordinal
+from voodu_postgres.reconciler.expand import SWITCHOVER_KEY, expand, primary_ordinal
 from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.podspec import build_pod
 from voodu_postgres.reconciler.spec import PostgresSpec
@@ -26,6 +26,11 @@ def assets_dir_for(home: Path, spec: PostgresSpec) -> Path:
     return home / "assets" / (spec.scope or "_unscoped") / spec.name
 
 
+def state_dir_for(home: Path, spec: PostgresSpec) -> Path:
+    """Mutable per-cluster state mounted into pods (the primary ordinal promote moves)."""
+    return home / "runtime" / (spec.scope or "_unscoped") / spec.name
+
+
 def derive(
     spec: PostgresSpec,
     bucket: Mapping[str, str],
@@ -33,6 +38,7 @@ def derive(
     assets_dir: Path,
     network: str,
     extra_labels: Mapping[str, str] | None = None,
+    state_dir: Path | None = None,
 ) -> Desired:
     """Desired state for one resource; ``bucket`` must already hold the seeded secrets."""
     expansion = expand(spec, bucket)
@@ -45,13 +51,16 @@ def derive(
     overrides = next(f for f in expansion.files if f.name == OVERRIDES_KEY)
     pods = tuple(
         build_pod(statefulset, ordinal, asset_paths=paths, asset_digests=digests, bucket=bucket,
-                  network=network, extra_labels=extra_labels)
+                  network=network, extra_labels=extra_labels,
+                  state_dir=str(state_dir) if state_dir is not None else None)
         for ordinal in range(spec.replicas)
     )
+    target = primary_ordinal(bucket)
+    switchover = bucket.get(SWITCHOVER_KEY, "").strip()
     return Desired(
         ref=spec.ref,
         replicas=spec.replicas,
-        target_primary=primary_ordinal(bucket),
+        target_primary=target,
         port=spec.port,
         user=spec.user,
         database=spec.database,
@@ -60,4 +69,16 @@ def derive(
         overrides_sha=overrides.sha256,
         network=network,
         statefulset=statefulset,
+        switchover=int(switchover) if switchover.isdigit() else None,
+        sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
     )
+
+
+def sync_standby_names(spec: PostgresSpec, primary: int) -> str:
+    """``ANY 1 ("db-1", "db-2")``: a commit waits until any one standby has flushed it.
+
+    Explicit names rather than ``*``: a ``pg_basebackup`` streaming WAL would match ``*`` and
+    could acknowledge commits that no real standby holds.
+    """
+    names = ", ".join(f'"{spec.name}-{o}"' for o in range(spec.replicas) if o != primary)
+    return f"ANY 1 ({names})"

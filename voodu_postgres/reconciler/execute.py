@@ -61,6 +61,20 @@ def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path)
     if step.kind is StepKind.WRITE_ASSETS:
         write_assets(assets_dir, desired.files)
         return f"asset files written to {assets_dir}"
+    if step.kind is StepKind.SET_SYNC:
+        assert step.ordinal is not None
+        target = desired.ref.container(step.ordinal)
+        if desired.sync_names:
+            literal = desired.sync_names.replace("'", "''")
+            statement = f"ALTER SYSTEM SET synchronous_standby_names = '{literal}'"
+        else:
+            statement = "ALTER SYSTEM RESET synchronous_standby_names"
+        # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls
+        for sql in (statement, "SELECT pg_reload_conf()"):
+            result = runtime.exec(target, psql_argv(desired.port, desired.user, desired.database, sql))
+            if result.exit_code != 0:
+                raise RuntimeFailure(f"{desired.app_name(step.ordinal)}: {result.output.strip()}")
+        return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
     if step.kind is StepKind.RELOAD_CONFIG:
         write_assets(assets_dir, desired.files)
         reloaded = []

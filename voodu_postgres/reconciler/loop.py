@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from voodu_postgres.reconciler.actions import Action
-from voodu_postgres.reconciler.desired import assets_dir_for, derive
+from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import execute
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.model import Desired, Observed, Outcome, Plan
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.reconciler.runtime import DockerRuntime, write_state
 from voodu_postgres.reconciler.spec import PostgresSpec
 from voodu_postgres.reconciler.store import Store
 from voodu_postgres.states.pod import PodRole, classify
@@ -101,7 +101,11 @@ def reconcile(
         bucket = ctx.store.resolve(spec.scope, spec.name)
 
     assets_dir = assets_dir_for(ctx.home, spec)
-    desired = derive(spec, bucket, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels)
+    state_dir = state_dir_for(ctx.home, spec)
+    desired = derive(spec, bucket, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels,
+                     state_dir=state_dir)
+    if not dry_run:
+        write_state(state_dir, {"primary_ordinal": str(desired.target_primary)})
     deadline = ctx.clock() + timeout
     previous: dict[int, PodRole] = {}
     outcomes: list[Outcome] = []

@@ -49,6 +49,7 @@ class PgStatus:
     receiver_status: str | None = None  # standby: pg_stat_wal_receiver.status ("streaming")
     receiver_host: str | None = None  # standby: the host it streams from
     replicas: tuple[Replica, ...] = ()  # primary: pg_stat_replication
+    sync_auto: str | None = None  # synchronous_standby_names as set in postgresql.auto.conf
 
     @property
     def pending_restart(self) -> int:
@@ -118,6 +119,8 @@ class Desired:
     overrides_sha: str
     network: str
     statefulset: dict[str, Any] = field(default_factory=dict, compare=False)
+    switchover: int | None = None  # a promote to this ordinal is in progress
+    sync_names: str | None = None  # synchronous_standby_names wanted in postgresql.auto.conf
 
     def pod(self, ordinal: int) -> PodSpec:
         return self.pods[ordinal]
@@ -143,6 +146,7 @@ class StepKind(StrEnum):
     RESTART_POD = "restart pod"
     RELOAD_CONFIG = "reload config"
     REMOVE_POD = "remove pod"
+    SET_SYNC = "set synchronous standbys"
 
 
 @dataclass(frozen=True)

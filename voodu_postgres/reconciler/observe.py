@@ -38,6 +38,8 @@ SELECT json_build_object(
                LEFT JOIN LATERAL (SELECT fs.setting FROM pg_file_settings fs
                                   WHERE fs.name = s.name ORDER BY fs.seqno DESC LIMIT 1) f ON true
                WHERE s.pending_restart),
+  'sync_auto', (SELECT setting FROM pg_file_settings WHERE name = 'synchronous_standby_names'
+                AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1),
   'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
   'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
   'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
@@ -65,6 +67,7 @@ def parse_status(output: str) -> PgStatus:
                       for p in data.get("pending") or []),
         receiver_status=data.get("receiver_status"),
         receiver_host=data.get("receiver_host"),
+        sync_auto=data.get("sync_auto"),
         replicas=tuple(
             Replica(r["application_name"], r["state"], r.get("lag_bytes")) for r in data.get("replicas") or []
         ),

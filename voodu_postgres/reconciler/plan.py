@@ -95,6 +95,11 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         if OVERRIDES_KEY in changed and any(p.reachable for p in observed.pods):
             steps.append(Step(StepKind.RELOAD_CONFIG, None, "pg_config changed: reload running pods"))
 
+    if desired.switchover is not None:
+        waiting.append(Wait(desired.switchover, f"the switchover to {desired.app_name(desired.switchover)} "
+                                                "to finish (re-run `voodu-postgres promote` if it was interrupted)"))
+        return _finish(desired, observed, steps, waiting, blocked)
+
     if P >= desired.replicas:
         blocked.append(f"primary ordinal {P} (PG_PRIMARY_ORDINAL) is outside 0..{desired.replicas - 1}; "
                        f"raise replicas or promote another pod")
@@ -158,6 +163,14 @@ def plan(desired: Desired, observed: Observed) -> Plan:
                 f"{name} is in split brain (its data was last a primary); it will not be started. "
                 f"Recover: voodu-postgres rejoin {ref} --replica {ordinal}"
             )
+
+    # synchronous commit: only once a standby streams, or every write would hang until one does
+    any_streaming = any(streams_from_primary(desired, _pod(desired, observed, o))
+                        for o in range(desired.replicas) if o != P)
+    if primary_is_ready and primary.pg is not None and primary.pg.sync_auto != desired.sync_names and (
+            desired.sync_names is None or any_streaming):
+        want = desired.sync_names or "(unset)"
+        steps.append(Step(StepKind.SET_SYNC, P, f"synchronous_standby_names should be {want}"))
 
     # 4. scale down, top-down
     extra = sorted((p for p in observed.pods if p.ordinal >= desired.replicas and p.exists),

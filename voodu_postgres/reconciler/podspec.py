@@ -23,6 +23,7 @@ from typing import Any
 
 from voodu_postgres.reconciler.naming import Ref
 
+STATE_MOUNT = "/run/voodu-postgres"
 _ASSET_RE = re.compile(r"\$\{asset\.([^}]+)\}")
 _DURATION_RE = re.compile(r"(\d+)(ms|s|m|h)")
 _MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
@@ -179,8 +180,14 @@ def build_pod(
     bucket: Mapping[str, str],
     network: str,
     extra_labels: Mapping[str, str] | None = None,
+    state_dir: str | None = None,
 ) -> PodSpec:
-    """The container for ``ordinal`` of a statefulset manifest ``{kind, scope?, name, spec}``."""
+    """The container for ``ordinal`` of a statefulset manifest ``{kind, scope?, name, spec}``.
+
+    ``state_dir`` (standalone mode) is a host directory mounted read-only at
+    ``/run/voodu-postgres``: mutable cluster state, such as the primary ordinal, that the
+    entrypoint prefers over its creation-time env.
+    """
     ref = Ref(str(manifest.get("scope", "")), str(manifest["name"]))
     spec: Mapping[str, Any] = manifest["spec"]
     digest = spec_hash(spec, asset_digests)
@@ -213,6 +220,11 @@ def build_pod(
         if len(parts) < 2:
             raise PodSpecError(f'invalid volume "{volume}"')
         binds.append(Bind(parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+
+    if state_dir is not None:
+        binds.append(Bind(state_dir, STATE_MOUNT, "ro"))
+        digest = hashlib.sha256(f"{digest}:{STATE_MOUNT}".encode()).hexdigest()
+        labels["voodu.manifest_hash"] = digest
 
     volumes: dict[str, str] = {}
     volume_labels: dict[str, dict[str, str]] = {}

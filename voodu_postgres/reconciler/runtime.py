@@ -95,6 +95,23 @@ def write_assets(directory: Path, files: Iterable[Rendered]) -> dict[str, str]:
     return paths
 
 
+def write_state(directory: Path, values: Mapping[str, str]) -> None:
+    """Write small state files (one value each) atomically into a directory pods mount.
+
+    The directory, not the files, is bind-mounted, so an atomic rename is visible inside pods.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, value in values.items():
+        target = directory / name
+        if target.exists() and target.read_text(encoding="utf-8") == value:
+            continue
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(value)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+
+
 def file_digests(directory: Path) -> dict[str, str]:
     """sha256 of every asset file currently on disk in ``directory`` (key → digest)."""
     if not directory.is_dir():
@@ -271,6 +288,52 @@ class DockerRuntime:
             raise _failure(f"exec in {name}", exc) from None
         output = result.output.decode("utf-8", "replace") if result.output else ""
         return ExecResult(int(result.exit_code or 0), output)
+
+    def stop_container(self, name: str, *, timeout: int = 30) -> int:
+        """Stop (SIGINT: Postgres fast shutdown) and return the exit code; 0 means a clean stop."""
+        try:
+            container = self.client.containers.get(name)
+            container.stop(timeout=timeout)
+            container.reload()
+            return int(container.attrs.get("State", {}).get("ExitCode", -1))
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        except APIError as exc:
+            raise _failure(f"stop {name}", exc) from None
+
+    def image_of(self, name: str) -> str:
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        tags = container.image.tags if container.image is not None else []
+        return str(tags[0] if tags else container.attrs["Config"]["Image"])
+
+    def run_oneshot(self, image: str, argv: list[str], *, volumes_from: str, network: str,
+                    env: Mapping[str, str] | None = None, user: str = "postgres",
+                    labels: Mapping[str, str] | None = None, timeout: float = 300) -> ExecResult:
+        """Run a throwaway container sharing another container's mounts; wait; return exit + output.
+
+        Environment goes through the Engine API (never a process argv), so passwords stay private.
+        """
+        try:
+            container = self.client.containers.run(
+                image, argv, user=user, environment=dict(env or {}), network=network,
+                volumes_from=[volumes_from], labels=dict(labels or {}), detach=True,
+            )
+        except APIError as exc:
+            raise _failure(f"one-shot {argv[0]}", exc) from None
+        try:
+            result = container.wait(timeout=timeout)
+            output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
+            return ExecResult(int(result.get("StatusCode", -1)), output)
+        except Exception as exc:  # the wait can time out with a requests error
+            raise RuntimeFailure(f"one-shot {argv[0]} did not finish: {_one_line(exc)}", transient=False) from None
+        finally:
+            try:
+                container.remove(force=True, v=True)
+            except APIError:
+                pass
 
     def logs_tail(self, name: str, lines: int = 20) -> str:
         try:

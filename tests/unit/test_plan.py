@@ -225,3 +225,38 @@ def test_primary_is_not_started_while_another_pod_accepts_writes() -> None:
 def test_single_and_multi_pod_clusters_converge_when_healthy(replicas: int) -> None:
     d = desired_for(replicas=replicas)
     assert plan(d, healthy(d)).converged
+
+
+def test_switchover_in_progress_is_waited_on_not_repaired() -> None:
+    spec = load_spec("shop", "db", {"replicas": 3})
+    bucket: dict[str, str] = {}
+    for action in expand(spec, bucket, generate=lambda: "f" * 64).actions:
+        bucket.update(action.kv or {})
+    bucket["PG_SWITCHOVER_TO"] = "1"
+    d = derive(spec, bucket, assets_dir=Path("/assets"), network="voodu0")
+    fenced = PodStatus(ordinal=0, container=d.ref.container(0), exists=True, state="exited",
+                       spec_hash=d.pod(0).spec_hash, volume_exists=True)
+    p = plan(d, observed(d, fenced, a_standby(d, 1), a_standby(d, 2)))
+    assert not p.steps, "a fenced old primary must not be restarted mid-switchover"
+    assert "switchover to db-1" in str(p.waiting[0])
+
+
+def test_synchronous_standby_names_set_once_a_standby_streams() -> None:
+    d = desired_for(replicas=3, synchronous=True)
+    assert d.sync_names == 'ANY 1 ("db-1", "db-2")'
+    assert kinds(plan(d, healthy(d))) == [(StepKind.SET_SYNC, 0)]
+    # not while no standby streams: every commit would hang
+    assert (StepKind.SET_SYNC, 0) not in kinds(plan(d, observed(d, a_primary(d), booting(d, 1), booting(d, 2))))
+
+
+def test_synchronous_names_follow_the_primary() -> None:
+    d = desired_for(replicas=3, primary=1, synchronous=True)
+    assert d.sync_names == 'ANY 1 ("db-0", "db-2")'
+
+
+def test_synchronous_off_resets_a_value_we_set() -> None:
+    d = desired_for(replicas=2)
+    primary = a_primary(d)
+    assert primary.pg is not None
+    stale = PodStatus(**{**primary.__dict__, "pg": PgStatus(**{**primary.pg.__dict__, "sync_auto": 'ANY 1 ("db-1")'})})
+    assert kinds(plan(d, observed(d, stale, a_standby(d, 1)))) == [(StepKind.SET_SYNC, 0)]

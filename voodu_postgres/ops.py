@@ -11,6 +11,8 @@ import argparse
 import json
 import shutil
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from voodu_postgres.cli import NETWORK_ENV, CommandError, Env, ExitStatus, UsageError, read_files
@@ -32,7 +34,7 @@ from voodu_postgres.reconciler.store import SqliteStore
 from voodu_postgres.states.pod import classify
 
 
-def run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     handlers = {"apply": cmd_apply, "reconcile": cmd_reconcile, "info": cmd_info, "delete": cmd_delete,
                 "promote": cmd_promote, "failover": cmd_promote, "rejoin": cmd_rejoin}
     return handlers[args.command](args, env, store, home)
@@ -56,7 +58,7 @@ def extra_labels(env: Env) -> dict[str, str]:
     return out
 
 
-def _context(store: SqliteStore, home: Any, network: str, env: Env, runtime: DockerRuntime | None = None) -> Context:
+def _context(store: SqliteStore, home: Path, network: str, env: Env, runtime: DockerRuntime | None = None) -> Context:
     return Context(runtime=runtime or DockerRuntime(), store=store, home=home, network=network,
                    extra_labels=extra_labels(env))
 
@@ -100,7 +102,7 @@ def _report_json(report: Report) -> dict[str, Any]:
 # apply / reconcile
 
 
-def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     if args.timeout <= 0:
         raise UsageError("apply: --timeout must be > 0")
     contents = read_files(args.files, cache_dir=home / "cache")
@@ -152,7 +154,7 @@ def _recorded_specs(store: SqliteStore, refs: list[str]) -> list[tuple[PostgresS
     return out
 
 
-def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     if args.watch and args.dry_run:
         raise UsageError("reconcile: --watch and --dry-run don't combine")
     if args.interval <= 0:
@@ -300,7 +302,7 @@ def _load_recorded(store: SqliteStore, text: str) -> tuple[PostgresSpec, dict[st
     return _recorded_specs(store, [str(ref)])[0]
 
 
-def cmd_info(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_info(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     spec, _body, network = _load_recorded(store, args.ref)
     bucket = store.resolve(spec.scope, spec.name)
     ctx = _context(store, home, network, env)
@@ -320,7 +322,7 @@ def cmd_info(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) 
 # delete
 
 
-def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     spec, _body, network = _load_recorded(store, args.ref)
     ref = spec.ref
     if not args.yes:
@@ -354,8 +356,11 @@ def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any
 # promote / rejoin
 
 
-def _failover_run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any,
-                  action: Any) -> int:
+FailoverAction = Callable[[PostgresSpec, Context, Callable[[str], None]], str]
+
+
+def _failover_run(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path,
+                  action: FailoverAction) -> int:
     spec, _body, network = _load_recorded(store, args.ref)
     ctx = _context(store, home, network, env)
     lines: list[str] = []
@@ -375,7 +380,7 @@ def _failover_run(args: argparse.Namespace, env: Env, store: SqliteStore, home: 
     return ExitStatus.OK
 
 
-def cmd_promote(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_promote(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     from voodu_postgres.reconciler.failover import promote
 
     return _failover_run(args, env, store, home, lambda spec, ctx, progress: promote(
@@ -383,7 +388,7 @@ def cmd_promote(args: argparse.Namespace, env: Env, store: SqliteStore, home: An
         max_lag=args.max_lag, progress=progress))
 
 
-def cmd_rejoin(args: argparse.Namespace, env: Env, store: SqliteStore, home: Any) -> int:
+def cmd_rejoin(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path) -> int:
     from voodu_postgres.reconciler.failover import rejoin
 
     return _failover_run(args, env, store, home, lambda spec, ctx, progress: rejoin(

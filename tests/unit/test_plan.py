@@ -151,7 +151,7 @@ def test_scale_down_refuses_to_remove_the_primary() -> None:
     d = desired_for(replicas=2, primary=2)
     p = plan(d, observed(d, a_standby(big, 0), a_standby(big, 1), a_primary(big, 2)))
     assert not p.steps
-    assert "outside 0..1" in p.blocked[0]
+    assert "it would remove db-2, the current primary" in p.blocked[0]
 
 
 def test_outdated_spec_rolls_one_standby_at_a_time_highest_first() -> None:

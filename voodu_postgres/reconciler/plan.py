@@ -101,8 +101,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         return _finish(desired, observed, steps, waiting, blocked)
 
     if P >= desired.replicas:
-        blocked.append(f"primary ordinal {P} (PG_PRIMARY_ORDINAL) is outside 0..{desired.replicas - 1}; "
-                       f"raise replicas or promote another pod")
+        blocked.append(f"refusing to scale to replicas = {desired.replicas}: it would remove "
+                       f"{desired.app_name(P)}, the current primary (promote one of "
+                       f"{desired.app_name(0)}..{desired.app_name(desired.replicas - 1)} first)")
         return _finish(desired, observed, steps, waiting, blocked)
 
     if len(writable) > 1:

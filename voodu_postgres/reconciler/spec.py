@@ -178,6 +178,16 @@ def _identifier(value: object, field: str, default: str) -> str:
     return text
 
 
+def _restricted(value: object, default: str, pattern: re.Pattern[str], what: str) -> str:
+    """A string limited to ``pattern`` (it is word-split into initdb's argv); ``""`` means default."""
+    text = _as_str(value)
+    if text == "":
+        return default
+    if not pattern.fullmatch(text):
+        raise ValueError(f'"{text}" is not {what}')
+    return text
+
+
 class PostgresSpec(BaseModel):
     """A validated postgres block. ``passthrough`` holds the statefulset keys, normalised."""
 
@@ -259,22 +269,12 @@ class PostgresSpec(BaseModel):
     @field_validator("initdb_locale", mode="before")
     @classmethod
     def _locale(cls, v: object) -> str:
-        text = _as_str(v)
-        if text == "":
-            return DEFAULT_LOCALE
-        if not _LOCALE_RE.fullmatch(text):
-            raise ValueError(f'"{text}" is not a locale name (letters, digits and . _ @ - only)')
-        return text
+        return _restricted(v, DEFAULT_LOCALE, _LOCALE_RE, "a locale name (letters, digits and . _ @ - only)")
 
     @field_validator("initdb_encoding", mode="before")
     @classmethod
     def _encoding(cls, v: object) -> str:
-        text = _as_str(v)
-        if text == "":
-            return DEFAULT_ENCODING
-        if not _ENCODING_RE.fullmatch(text):
-            raise ValueError(f'"{text}" is not an encoding name (letters, digits, _ and - only)')
-        return text
+        return _restricted(v, DEFAULT_ENCODING, _ENCODING_RE, "an encoding name (letters, digits, _ and - only)")
 
     @field_validator("pg_config", mode="before")
     @classmethod

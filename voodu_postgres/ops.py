@@ -109,6 +109,8 @@ def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path
     specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
     if not specs:
         raise CommandError(f"no postgres blocks in {', '.join(args.files)}")
+    for spec, _body in specs:
+        _refuse_identity_change(store, spec)
     network = _network(args, env)
     ctx = _context(store, home, network, env)
     if not args.dry_run:
@@ -131,6 +133,24 @@ def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path
         raise CommandError("; ".join(r.message for r in reports if r.plan.blocked or
                                      any(not o.ok for o in r.outcomes)))
     return ExitStatus.OK
+
+
+def _refuse_identity_change(store: SqliteStore, spec: PostgresSpec) -> None:
+    """``user``, ``database`` and ``replication_user`` are created once, at initdb: changing them
+    in the file afterwards would make the pods connect as roles that do not exist."""
+    recorded = store.resource(spec.scope, spec.name)
+    if recorded is None:
+        return
+    try:
+        before = load_spec(spec.scope, spec.name, recorded.body)
+    except SpecError:
+        return
+    for field in ("user", "database", "replication_user"):
+        old, new = getattr(before, field), getattr(spec, field)
+        if old != new:
+            raise CommandError(
+                f"postgres {spec.ref}: {field} cannot change from {old!r} to {new!r} once the cluster exists "
+                f"(it is created at initdb); create it with SQL instead, or delete --prune and re-apply")
 
 
 def _recorded_specs(store: SqliteStore, refs: list[str]) -> list[tuple[PostgresSpec, dict[str, Any], str]]:

@@ -40,7 +40,7 @@ def runtime() -> Iterator[DockerRuntime]:
         rt.client.images.get(IMAGE)
     except Exception:
         pytest.fail(f"image {IMAGE} is missing: run `bash .ci/setup` first", pytrace=False)
-    rt.remove_labelled(TEST_LABEL)  # leftovers of an interrupted earlier session
+    rt.remove_stale(TEST_LABEL, older_than_s=3600)  # leftovers of interrupted sessions, not live ones
     yield rt
     rt.remove_labelled(f"{TEST_LABEL}={SESSION}")
 

@@ -10,9 +10,6 @@ then down) → drift repair → env change (rolling recreation) → scaling. Eac
 declares the full block it wants (``spec()``), so each apply is a real convergence from whatever
 the previous test left. A second, 2-replica cluster with a custom port/user/database/replication
 role serves the info and delete tests; a few small clusters cover the rest.
-
-Known product bugs are documented by ``xfail(strict=True, raises=KnownBug)`` tests: each checks
-the precise symptom before raising ``KnownBug``, so any other failure still fails the suite.
 """
 
 from __future__ import annotations
@@ -94,14 +91,6 @@ def _files(directory: Path) -> dict[str, tuple[bytes, int]]:
     if not directory.is_dir():
         return {}
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(directory.iterdir()) if p.is_file()}
-
-
-class KnownBug(Exception):
-    """Raised by an xfail test once it has checked the documented symptom of a known bug.
-
-    The xfail markers use ``raises=KnownBug``, so a *different* failure (a broken setup step, an
-    unexpected symptom) is still reported as a failure instead of being absorbed by the xfail.
-    """
 
 
 def assert_one_line_error(result: Any, code: int = 1) -> None:
@@ -414,18 +403,13 @@ def test_scale_down_while_dropping_max_connections_restarts_primary_first(cluste
     cluster.wait_streaming([1], timeout=30)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "BUG: a standby whose kept data volume last saw a higher max_connections than the one now "
-    "configured crash-loops with 'recovery aborted because of insufficient parameter settings' "
-    "(the value in its pg_control wins at startup); apply waits on it until the timeout"))
 def test_standby_on_a_kept_volume_starts_after_max_connections_was_lowered(cluster: Cluster) -> None:
-    # db-2's volume was last used while the cluster ran max_connections = 120; it is now 100
-    result = cluster.apply(**spec(replicas=3), timeout=30)
-    if result.code != 0:
-        log = cluster.runtime.logs_tail(cluster.container(2), 80)
-        assert "recovery aborted because of insufficient parameter settings" in log, (result, log)
-        assert "max_connections = 100 is a lower setting than on the primary server" in log, log
-        raise KnownBug(f"{cluster.app(2)} crash-loops on its kept volume: {result.err.splitlines()[0]}")
+    # db-2's volume was last used while the cluster ran max_connections = 120; it is now 100. Its
+    # control file still records the primary's old, higher value, which a hot standby refuses to
+    # start below: the entrypoint boots it once on the recorded value, and once it has replayed
+    # the primary's newer WAL the reconciler restarts it on the configured one.
+    result = cluster.apply(**spec(replicas=3), timeout=60)
+    assert result.code == 0, result
     cluster.wait_streaming([1, 2], timeout=30)
     _assert_show(cluster, 2, "max_connections", "100")
     eventually(partial(_assert_ids, cluster, 2, [1, 2, 3, 4]), 15)
@@ -536,10 +520,6 @@ def test_hcl_password_is_used_verbatim_and_never_recorded(runtime: DockerRuntime
         _cleanup(c)
 
 
-@pytest.mark.xfail(strict=True, raises=KnownBug, reason=(
-    "BUG: changing `port` of a running cluster never converges: observe queries every pod on the "
-    "NEW port while the pods still listen on the old one, so the primary looks 'pending' and the "
-    "planner waits for it forever instead of recreating the pods"))
 def test_changing_the_port_of_a_running_cluster_converges(runtime: DockerRuntime, tmp_path: Path) -> None:
     c = Cluster(runtime=runtime, scope=f"r{SESSION}p", name="db", home=tmp_path / "home", workdir=tmp_path,
                 network=f"vpg-{SESSION}-p", base={"port": 5433})
@@ -550,11 +530,10 @@ def test_changing_the_port_of_a_running_cluster_converges(runtime: DockerRuntime
             primary.execute("INSERT INTO moved VALUES (1)")
         before = c.pods()
         c.base["port"] = 5434
-        result = c.apply(replicas=2, timeout=30)
-        if result.code != 0:
-            assert "still waiting for db-0 to accept connections" in result.err, result
-            assert c.pods() == before, "pods changed, yet apply still failed"
-            raise KnownBug(f"port change never converges: {result.err.splitlines()[0]}")
+        result = c.apply(replicas=2, timeout=60)
+        assert result.code == 0, result
+        after = c.pods()
+        assert all(after[name].id != pod.id for name, pod in before.items()), "pods must be recreated"
         assert c.show(0, "port") == "5434"
         c.wait_streaming([1], timeout=30)
         assert c.query(1, "SELECT v FROM moved") == [(1,)]

@@ -260,3 +260,20 @@ def test_synchronous_off_resets_a_value_we_set() -> None:
     assert primary.pg is not None
     stale = PodStatus(**{**primary.__dict__, "pg": PgStatus(**{**primary.pg.__dict__, "sync_auto": 'ANY 1 ("db-1")'})})
     assert kinds(plan(d, observed(d, stale, a_standby(d, 1)))) == [(StepKind.SET_SYNC, 0)]
+
+
+def test_port_change_moves_every_pod_at_once_primary_first() -> None:
+    d = desired_for(replicas=3, port=5434)
+    old = [PodStatus(**{**p.__dict__, "port": 5433, "spec_hash": "old"}) for p in healthy(d).pods]
+    p = plan(d, observed(d, *old))
+    assert kinds(p) == [(StepKind.RECREATE_POD, 0), (StepKind.RECREATE_POD, 2), (StepKind.RECREATE_POD, 1)]
+
+
+def test_standby_booted_on_a_raised_setting_is_restarted_once_caught_up() -> None:
+    d = desired_for(replicas=2)
+    standby = a_standby(d, 1)
+    assert standby.pg is not None
+    raised = PodStatus(**{**standby.__dict__,
+                          "pg": PgStatus(**{**standby.pg.__dict__, "boot_overrides": ("max_connections",)})})
+    p = plan(d, observed(d, a_primary(d), raised))
+    assert kinds(p) == [(StepKind.RESTART_POD, 1)] and "configured value" in p.steps[0].reason

@@ -50,6 +50,7 @@ class PgStatus:
     receiver_host: str | None = None  # standby: the host it streams from
     replicas: tuple[Replica, ...] = ()  # primary: pg_stat_replication
     sync_auto: str | None = None  # synchronous_standby_names as set in postgresql.auto.conf
+    boot_overrides: tuple[str, ...] = ()  # settings the entrypoint raised for this boot only
 
     @property
     def pending_restart(self) -> int:
@@ -71,6 +72,7 @@ class PodStatus:
     error: str | None = None  # why pg is None, when known
     guard_tripped: bool = False  # the entrypoint's split-brain guard refused to start it
     volume_exists: bool = False
+    port: int | None = None  # the port the container was created with
 
     @property
     def running(self) -> bool:

@@ -40,6 +40,8 @@ SELECT json_build_object(
                WHERE s.pending_restart),
   'sync_auto', (SELECT setting FROM pg_file_settings WHERE name = 'synchronous_standby_names'
                 AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1),
+  'boot_overrides', (SELECT coalesce(json_agg(name ORDER BY name), '[]'::json) FROM pg_settings
+                     WHERE sourcefile LIKE '%/voodu-runtime.conf' AND name <> 'primary_conninfo'),
   'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
   'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
   'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
@@ -68,6 +70,7 @@ def parse_status(output: str) -> PgStatus:
         receiver_status=data.get("receiver_status"),
         receiver_host=data.get("receiver_host"),
         sync_auto=data.get("sync_auto"),
+        boot_overrides=tuple(data.get("boot_overrides") or ()),
         replicas=tuple(
             Replica(r["application_name"], r["state"], r.get("lag_bytes")) for r in data.get("replicas") or []
         ),
@@ -98,8 +101,11 @@ def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desir
     pg, error = (None, None)
     guard = False
     if info.state == "running":
-        pg, error = query_pg(runtime, info.name, port=desired.port, user=desired.user,
-                             database=desired.database)
+        # ask each pod on the port, user and database it was created with: after a change of
+        # `port` the pods still listen on the old one until they are recreated
+        pg, error = query_pg(runtime, info.name, port=info.port or desired.port,
+                             user=info.identity.get("POSTGRES_USER") or desired.user,
+                             database=info.identity.get("POSTGRES_DB") or desired.database)
     if pg is None and (info.state in ("restarting", "exited") or info.restart_count > 0):
         guard = GUARD_LOG_MARKER in runtime.logs_tail(info.name, 40)
     return PodStatus(
@@ -114,6 +120,7 @@ def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desir
         error=error,
         guard_tripped=guard,
         volume_exists=desired.ref.volume(ordinal) in volumes,
+        port=info.port,
     )
 
 

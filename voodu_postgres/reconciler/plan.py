@@ -192,6 +192,13 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         steps.append(Step(StepKind.RESTART_POD, P,
                           f"{desired.app_name(P)} lowers a setting standbys must match "
                           "(restarting the primary first)"))
+    elif not steps and not waiting and not blocked and _port_moves(desired, observed):
+        # a new port: a standby on the new port cannot reach a primary on the old one and vice
+        # versa, so a one-at-a-time roll would deadlock. Recreate every pod now, primary first.
+        for ordinal in _roll_order(desired, primary_first=True):
+            if ordinal in _port_moves(desired, observed):
+                steps.append(Step(StepKind.RECREATE_POD, ordinal,
+                                  f"port changes to {desired.port}: all pods move together (brief outage)"))
     elif not steps and not waiting and not blocked:
         roll = _next_roll(desired, observed, roles, allowed)
         if roll is not None:
@@ -204,6 +211,11 @@ def plan(desired: Desired, observed: Observed) -> Plan:
 #: the primary first; an increase, the standbys first.
 STANDBY_MINIMUMS = frozenset({"max_connections", "max_prepared_transactions", "max_locks_per_transaction",
                               "max_wal_senders", "max_worker_processes"})
+
+
+def _port_moves(desired: Desired, observed: Observed) -> set[int]:
+    return {p.ordinal for p in observed.pods
+            if p.exists and p.ordinal < desired.replicas and p.port is not None and p.port != desired.port}
 
 
 def _roll_order(desired: Desired, *, primary_first: bool = False) -> Iterable[int]:
@@ -239,6 +251,10 @@ def _next_roll(desired: Desired, observed: Observed, roles: dict[int, PodRole],
         if pod.pg is not None and pod.pg.pending_restart and allowed(pod, "roll"):
             return Step(StepKind.RESTART_POD, ordinal,
                         f"{desired.app_name(ordinal)} has {pod.pg.pending_restart} setting(s) pending a restart")
+        if pod.pg is not None and pod.pg.boot_overrides and allowed(pod, "roll"):
+            return Step(StepKind.RESTART_POD, ordinal,
+                        f"{desired.app_name(ordinal)} booted with {', '.join(pod.pg.boot_overrides)} raised to "
+                        "the primary's old value; now caught up, restart it on the configured value")
     return None
 
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,11 +62,30 @@ class ContainerInfo:
     labels: dict[str, str]
     restart_count: int
     exit_code: int
+    identity: dict[str, str] = field(default_factory=dict)  # PG_PORT / POSTGRES_USER / POSTGRES_DB it runs with
+
+    @property
+    def port(self) -> int | None:
+        raw = self.identity.get("PG_PORT", "")
+        return int(raw) if raw.isdigit() else None
 
 
 def _one_line(exc: Exception) -> str:
     text = getattr(exc, "explanation", None) or str(exc)
     return " ".join(str(text).split())
+
+
+_IDENTITY_KEYS = ("PG_PORT", "POSTGRES_USER", "POSTGRES_DB")
+
+
+def _identity(env: list[str]) -> dict[str, str]:
+    """Only the non-secret connection identity of a container's env (never its passwords)."""
+    out = {}
+    for item in env:
+        key, _, value = item.partition("=")
+        if key in _IDENTITY_KEYS:
+            out[key] = value
+    return out
 
 
 def write_assets(directory: Path, files: Iterable[Rendered]) -> dict[str, str]:
@@ -235,6 +255,7 @@ class DockerRuntime:
                 labels=dict(container.labels),
                 restart_count=int(container.attrs.get("RestartCount", 0)),
                 exit_code=int(state.get("ExitCode", 0)),
+                identity=_identity(container.attrs.get("Config", {}).get("Env") or []),
             ))
         return out
 
@@ -341,6 +362,45 @@ class DockerRuntime:
         except (NotFound, APIError):
             return ""
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def remove_stale(self, label_key: str, *, older_than_s: float) -> int:
+        """Remove what interrupted sessions left behind: objects carrying ``label_key`` whose
+        session (the label's value) has no container younger than ``older_than_s``. Sessions
+        still running — their containers are recent — are left alone."""
+        from datetime import datetime
+
+        cutoff = time.time() - older_than_s
+        live: set[str] = set()
+        stale = []
+        for container in self.client.containers.list(all=True, filters={"label": label_key}):
+            created = str(container.attrs.get("Created", ""))
+            try:
+                stamp = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
+            except ValueError:
+                stamp = 0.0
+            session = container.labels.get(label_key, "")
+            if stamp >= cutoff:
+                live.add(session)
+            else:
+                stale.append((session, container))
+        removed = 0
+        for session, container in stale:
+            if session not in live:
+                container.remove(force=True, v=True)
+                removed += 1
+        for volume in self.client.volumes.list(filters={"label": label_key}):
+            if (volume.attrs.get("Labels") or {}).get(label_key, "") not in live:
+                try:
+                    volume.remove()
+                except APIError:
+                    pass
+        for network in self.client.networks.list(filters={"label": label_key}):
+            if (network.attrs.get("Labels") or {}).get(label_key, "") not in live:
+                try:
+                    network.remove()
+                except APIError:
+                    pass
+        return removed
 
     def remove_labelled(self, label: str) -> int:
         """Remove every container (with its anonymous volumes), volume and network carrying ``label``."""

@@ -257,6 +257,29 @@ _STANDBY = r"""standby_boot() {
 
 	# Rewritten on every boot so a change of primary, port or password takes effect on restart.
 	standby_runtime_conf
+	honour_control_minimums
+}
+
+# A hot standby refuses to start when a setting it must match (max_connections and four others)
+# is configured lower than the value its control file last recorded from the primary. That
+# happens when such a setting was lowered while this pod was down or its volume was kept: the
+# primary's new, lower value sits in WAL this pod has not replayed yet. For this boot only, run
+# with the recorded values; replaying the primary's WAL then lowers the control file, and the
+# next restart uses the configured values.
+honour_control_minimums() {
+	local controldata pair name recorded configured
+	controldata="$(as_postgres pg_controldata "$PGDATA" 2>/dev/null)" || return 0
+	for pair in max_connections:max_connections max_worker_processes:max_worker_processes \
+		max_wal_senders:max_wal_senders max_prepared_transactions:max_prepared_xacts \
+		max_locks_per_transaction:max_locks_per_xact; do
+		name="${pair%%:*}"
+		recorded="$(printf '%s\n' "$controldata" | sed -n "s/^${pair#*:} setting: *//p")"
+		configured="$(as_postgres postgres -D "$PGDATA" -C "$name" 2>/dev/null)" || continue
+		if [[ "$recorded" =~ ^[0-9]+$ && "$configured" =~ ^[0-9]+$ ]] && [ "$recorded" -gt "$configured" ]; then
+			log "$name is configured as $configured, below the $recorded this standby last saw on the primary; using $recorded for this boot"
+			printf '%s = %s\n' "$name" "$recorded" >>"$PGDATA/voodu-runtime.conf"
+		fi
+	done
 }
 
 # Point this standby at the current primary (primary_conninfo is reloadable, so a running

@@ -263,7 +263,7 @@ def info_snapshot(desired: Desired, observed: Observed, spec: PostgresSpec, buck
         "replication_password_redacted": redact(bucket.get(REPLICATION_PASSWORD_KEY)),
         "exposed": exposed,
         "bind_address": "0.0.0.0 (internet-facing)" if exposed
-        else "127.0.0.1 (loopback only — use voodu-postgres expose to publish)",
+        else "127.0.0.1 (loopback only)",
         "synchronous": spec.synchronous,
         "network": desired.network,
     })

@@ -449,8 +449,8 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
         elif key == "ports":
             problem(
                 "ports",
-                "is managed by voodu-postgres (set `port`, and use `voodu-postgres expose` "
-                "to publish on 0.0.0.0)",
+                "is managed by voodu-postgres (set `port`; pods bind it on 127.0.0.1, and the "
+                "PG_EXPOSE_PUBLIC bucket flag publishes it on 0.0.0.0)",
             )
         elif key in PASSTHROUGH_KEYS:
             normalised, errs = _check_passthrough(key, value)

@@ -347,10 +347,6 @@ def _equal(value: Any, want: Any) -> Any:
     return value
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: failover.promote() never applies Desired.sync_names to the new primary; synchronous_standby_names "
-    "lives in the old primary's postgresql.auto.conf (ALTER SYSTEM by the reconciler), so after any promote "
-    "the new primary has it empty and commits stop waiting for a standby until the next `reconcile`"))
 def test_synchronous_commit_survives_a_switchover(make: Callable[..., Cluster]) -> None:
     c = make(2, synchronous=True)
     eventually(lambda: _equal(one(c, 0, "SHOW synchronous_standby_names"), 'ANY 1 ("db-1")'), 30)

@@ -63,18 +63,7 @@ def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path)
         return f"asset files written to {assets_dir}"
     if step.kind is StepKind.SET_SYNC:
         assert step.ordinal is not None
-        target = desired.ref.container(step.ordinal)
-        if desired.sync_names:
-            literal = desired.sync_names.replace("'", "''")
-            statement = f"ALTER SYSTEM SET synchronous_standby_names = '{literal}'"
-        else:
-            statement = "ALTER SYSTEM RESET synchronous_standby_names"
-        # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls
-        for sql in (statement, "SELECT pg_reload_conf()"):
-            result = runtime.exec(target, psql_argv(desired.port, desired.user, desired.database, sql))
-            if result.exit_code != 0:
-                raise RuntimeFailure(f"{desired.app_name(step.ordinal)}: {result.output.strip()}")
-        return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
+        return set_sync_names(runtime, desired, step.ordinal)
     if step.kind is StepKind.RELOAD_CONFIG:
         write_assets(assets_dir, desired.files)
         reloaded = []
@@ -110,3 +99,19 @@ def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path)
         runtime.remove_container(container, timeout=STOP_TIMEOUT_S)
         return f"removed {container} (volume {desired.ref.volume(ordinal)} kept)"
     raise AssertionError(f"unhandled step {step.kind}")  # pragma: no cover
+
+
+def set_sync_names(runtime: DockerRuntime, desired: Desired, ordinal: int) -> str:
+    """Set (or reset) ``synchronous_standby_names`` on a primary, in postgresql.auto.conf."""
+    target = desired.ref.container(ordinal)
+    if desired.sync_names:
+        literal = desired.sync_names.replace("'", "''")
+        statement = f"ALTER SYSTEM SET synchronous_standby_names = '{literal}'"
+    else:
+        statement = "ALTER SYSTEM RESET synchronous_standby_names"
+    # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls
+    for sql in (statement, "SELECT pg_reload_conf()"):
+        result = runtime.exec(target, psql_argv(desired.port, desired.user, desired.database, sql))
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {result.output.strip()}")
+    return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
+from voodu_postgres.reconciler.execute import set_sync_names
 from voodu_postgres.reconciler.expand import PRIMARY_ORDINAL_KEY, REPLICATION_PASSWORD_KEY, SWITCHOVER_KEY
 from voodu_postgres.reconciler.loop import Context
 from voodu_postgres.reconciler.model import Desired, Observed, PodStatus
@@ -160,6 +161,11 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
         ctx.store.patch(spec.scope, spec.name, {PRIMARY_ORDINAL_KEY: str(target)})
         write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": str(target)})
         progress(f"recorded primary = {d.app_name(target)} (bucket {PRIMARY_ORDINAL_KEY}, pod state file)")
+        if spec.synchronous:
+            # ALTER SYSTEM on the old primary never reached this pod's postgresql.auto.conf: set
+            # it now, so commits on the new primary wait for a standby from the start
+            promoted = load_cluster(spec, ctx).desired
+            progress(set_sync_names(ctx.runtime, promoted, target))
 
         for ordinal in range(d.replicas):
             if ordinal in (target, old):
@@ -277,13 +283,15 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
         raise FailoverError(f"--replica {ordinal} out of range (valid: 0..{d.replicas - 1})")
     if ordinal == primary:
         raise FailoverError(f"refusing to rejoin {d.app_name(ordinal)}: it is the current primary")
-    if cluster.role(primary) is not PodRole.PRIMARY:
-        raise FailoverError(f"the primary {d.app_name(primary)} is not serving; rejoin needs a live primary")
     pod = cluster.pod(ordinal)
     container = ref.container(ordinal)
     if not pod.exists:
         raise FailoverError(f"{container} does not exist; `voodu-postgres reconcile {ref}` recreates it")
+    primary_pod = cluster.pod(primary)
+    if not (primary_pod.writable and (len(cluster.observed.writable) == 1 or pod.writable)):
+        raise FailoverError(f"the primary {d.app_name(primary)} is not serving; rejoin needs a live primary")
     if pod.running:
+        # stopping first also ends a split brain: this pod may be a second writable primary
         ctx.runtime.stop_container(container, timeout=STOP_TIMEOUT)
         progress(f"stopped {d.app_name(ordinal)}")
     # pg_rewind compares timelines from the control files: right after a promotion the new

@@ -60,7 +60,10 @@ def floor_run(client: docker.DockerClient, session: str, workdir: Path) -> float
     t0 = time.monotonic()
     client.volumes.create(f"bench-floor-{session}-0", labels=labels)
     primary = client.containers.run(
-        IMAGE, name=f"bench-floor-{session}-0", detach=True, labels=labels, network=net,
+        # wal_keep_size as ours (voodu-50-streaming.conf): two parallel clones of a fresh primary
+        # otherwise race the checkpointer recycling segment 1
+        IMAGE, ["postgres", "-c", "wal_keep_size=1GB"], name=f"bench-floor-{session}-0", detach=True,
+        labels=labels, network=net,
         environment={"POSTGRES_PASSWORD": "pw"},
         volumes={f"bench-floor-{session}-0": {"bind": "/var/lib/postgresql/data", "mode": "rw"},
                  str(init): {"bind": "/docker-entrypoint-initdb.d", "mode": "ro"}},

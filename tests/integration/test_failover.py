@@ -516,3 +516,40 @@ def test_refusals_are_one_line_and_change_nothing(make: Callable[..., Cluster]) 
     assert not c.store.resolve(c.scope, c.name).get("PG_SWITCHOVER_TO")
     assert_healed(c, primary=0, replicas=2)
     q(c, 0, "INSERT INTO t VALUES (1)")
+
+
+# ------------------------------------------------------------------------------------------
+# split brain: the entrypoint guard, for real
+
+
+def test_old_primary_restarted_as_standby_is_refused_and_reported(make: Callable[..., Cluster]) -> None:
+    """After a promote that left the old primary stopped (--no-restart), a reconcile starts that
+    pod as a standby. Its data was last a primary (no standby.signal), so the entrypoint guard must
+    refuse to start it — never a second writable primary — and the reconciler must report it with
+    the recovery command. Rejoin then brings it back."""
+    c = make(2)
+    c.cli("promote", c.ref, "--replica", "1", "--no-restart").ok()
+    assert c.pods()[c.container(0)].status == "exited"
+
+    c.cli("reconcile", c.ref).ok()  # starts pod 0: it is DOWN, and the primary (db-1) serves
+
+    def guard_tripped() -> None:
+        assert "refusing to start replica 0" in c.runtime.logs_tail(c.container(0), 60)
+
+    eventually(guard_tripped, 30)
+    # pod 0 never served: only db-1 accepts writes
+    assert one(c, 1, "SELECT pg_is_in_recovery()") is False
+    snap = json.loads(c.cli("info", c.ref, "-o", "json").ok().out)
+    assert [p["role"] for p in snap["pods"]] == ["split-brain", "primary"], snap["pods"]
+    assert c.pods()[c.container(0)].restart_count >= 1  # Docker keeps restarting it; the guard keeps refusing
+    report = eventually(lambda: _reported(c), 30)
+    assert f"voodu-postgres rejoin {c.ref} --replica 0" in report
+
+    c.cli("rejoin", c.ref, "--replica", "0").ok()
+    c.wait_streaming([0], primary=1, timeout=60)
+
+
+def _reported(c: Cluster) -> str:
+    result = c.cli("reconcile", c.ref, "--dry-run")
+    assert result.code == 0 and "split brain" in result.out, result
+    return result.out

@@ -466,16 +466,23 @@ def cmd_defaults(args: argparse.Namespace, env: Env) -> int:
 HELP_TEXT = """\
 voodu-postgres — PostgreSQL clusters on Docker from a `postgres "scope" "name" { … }` block
 
-One primary plus N streaming-replication standbys, auto-generated secrets, write and read URLs
-for apps, promote/rejoin, and pg_dump backups.
+One primary plus N streaming-replication standbys, generated secrets, promote/rejoin,
+synchronous replication, and a reconciler that keeps Docker in line with the file.
 
 USAGE
+  voodu-postgres apply -f voodu.hcl             create or converge; waits until every standby streams
+  voodu-postgres info REF [-o json]             topology and every pod as observed now
+  voodu-postgres reconcile [REF…] [--dry-run]   one repair pass (--watch: keep going)
+  voodu-postgres promote REF --replica N        switchover (no acknowledged write lost); --force: failover
+  voodu-postgres rejoin REF --replica N         re-attach a pod as a standby (pg_rewind, else re-clone)
+  voodu-postgres delete REF --yes [--prune]     remove pods (--prune: data, secrets, assets too)
   voodu-postgres validate -f voodu.hcl          check every postgres block, report every problem
   voodu-postgres render -f voodu.hcl            what expand emits (secrets redacted)
   voodu-postgres config get|set|unset REF …     the config bucket (passwords, ordinal, retention)
   voodu-postgres defaults                       the default block
   voodu-postgres expand                         Voodu plugin hook (JSON on stdin/stdout)
 
+REF is scope/name. `voodu-postgres <command> --help` shows a command's flags.
 As a Voodu plugin: vd plugins:install <this repository>, then `vd apply -f voodu.hcl`.
 """
 

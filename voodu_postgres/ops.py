@@ -28,7 +28,7 @@ from voodu_postgres.reconciler.model import Desired, Observed
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import streams_from_primary
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.store import SqliteStore
 from voodu_postgres.states.pod import classify
@@ -188,9 +188,16 @@ def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: 
         reports = []
         for spec, _body, network in resources:
             ctx = _context(store, home, network, env, runtime)
-            report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
-                               progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
-                               else (lambda _line: None))
+            try:
+                report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
+                                   progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
+                                   else (lambda _line: None))
+            except RuntimeFailure as exc:
+                if not args.watch:
+                    raise
+                # a watch loop outlives a Docker hiccup: say so and try again next pass
+                env.stderr.write(f"⚠ {spec.ref}: pass failed: {exc}\n")
+                continue
             reports.append(report)
             if args.output == "text":
                 _print_report(env, report, dry_run=args.dry_run)

@@ -8,12 +8,17 @@ home + network) and delegates the decisions to the reconciler; this module only 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
 
 from voodu_postgres.cli import NETWORK_ENV, CommandError, Env, ExitStatus, UsageError, read_files
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
@@ -300,17 +305,7 @@ def format_info(snap: dict[str, Any]) -> str:
     lines.append("")
     row("bind", snap["bind_address"])
     lines.append("")
-    lines.append(f"  {'POD':<8}{'ROLE':<15}{'STATE':<12}{'TIMELINE':<10}{'LAG':<10}STREAMING")
-    for pod in snap["pods"]:
-        lag = pod.get("replay_lag_bytes")
-        streaming = pod.get("streaming_from_primary")
-        lines.append(
-            f"  {pod['ordinal']:<8}{pod['role']:<15}{pod['state']:<12}{str(pod.get('timeline') or '—'):<10}"
-            f"{('—' if lag is None else str(lag) + ' B'):<10}"
-            f"{'—' if streaming is None else ('yes' if streaming else 'NO')}"
-            + ("" if pod.get("desired", True) else "  (surplus)")
-            + ("" if pod.get("up_to_date", True) else "  (outdated spec)")
-        )
+    lines.append(_pods_table(snap["pods"]).rstrip("\n"))
     lines.append("")
     consumers = snap.get("linked_consumers") or []
     if consumers:
@@ -319,6 +314,24 @@ def format_info(snap: dict[str, Any]) -> str:
     else:
         lines.append("  linked consumers (none)")
     return "\n".join(lines) + "\n"
+
+
+def _pods_table(pods: list[dict[str, Any]]) -> str:
+    """One row per pod, rendered by rich as plain text (no colour codes: output may be piped)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 2, 0, 0))
+    for header in ("POD", "ROLE", "STATE", "TIMELINE", "LAG", "STREAMING", ""):
+        table.add_column(header)
+    for pod in pods:
+        lag = pod.get("replay_lag_bytes")
+        streaming = pod.get("streaming_from_primary")
+        notes = [note for flag, note in ((pod.get("desired", True), "surplus"),
+                                         (pod.get("up_to_date", True), "outdated spec")) if not flag]
+        table.add_row(str(pod["ordinal"]), pod["role"], pod["state"], str(pod.get("timeline") or "—"),
+                      "—" if lag is None else f"{lag} B",
+                      "—" if streaming is None else ("yes" if streaming else "NO"), ", ".join(notes))
+    buffer = io.StringIO()
+    Console(file=buffer, width=100, color_system=None, highlight=False).print(table)
+    return "\n".join("  " + line.rstrip() for line in buffer.getvalue().splitlines() if line.strip())
 
 
 def _load_recorded(store: SqliteStore, text: str) -> tuple[PostgresSpec, dict[str, Any], str]:

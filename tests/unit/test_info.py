@@ -1,0 +1,46 @@
+"""info: the snapshot built from desired + observed state, and its text form (no Docker)."""
+
+from __future__ import annotations
+
+from tests.unit.test_plan import a_primary, a_standby, booting, desired_for, observed
+from voodu_postgres.ops import format_info, info_snapshot, redact
+from voodu_postgres.reconciler.spec import load_spec
+
+SECRET = "f" * 64
+
+
+def snapshot(**body: object) -> dict[str, object]:
+    d = desired_for(replicas=3, **body)  # type: ignore[arg-type]
+    spec = load_spec("shop", "db", {"replicas": 3, **body})
+    obs = observed(d, a_primary(d), a_standby(d, 1), booting(d, 2))
+    bucket = {"POSTGRES_PASSWORD": SECRET, "POSTGRES_REPLICATION_PASSWORD": SECRET,
+              "POSTGRES_LINKED_CONSUMERS": "shop/web, shop/worker"}
+    return info_snapshot(d, obs, spec, bucket, spec.image)
+
+
+def test_snapshot_has_the_go_fields_and_observed_pods() -> None:
+    snap = snapshot()
+    for key in ("ref", "image", "replicas", "primary_ordinal", "primary_fqdn", "standby_fqdns", "super_user",
+                "database", "port", "replication_user", "password_redacted", "replication_password_redacted",
+                "exposed", "bind_address", "linked_consumers", "pods"):
+        assert key in snap, key
+    assert snap["primary_fqdn"] == "db-0.shop.voodu"
+    assert snap["standby_fqdns"] == ["db-1.shop.voodu", "db-2.shop.voodu"]
+    assert snap["linked_consumers"] == ["shop/web", "shop/worker"]
+    pods = snap["pods"]
+    assert isinstance(pods, list)
+    assert [p["role"] for p in pods] == ["primary", "standby", "bootstrapping"]
+    assert pods[1]["streaming_from_primary"] is True and pods[1]["replay_lag_bytes"] == 0
+
+
+def test_secrets_never_appear_in_any_form() -> None:
+    snap = snapshot()
+    text = format_info(snap)
+    assert SECRET[:8] not in text and SECRET[:8] not in str(snap)
+    assert snap["password_redacted"] == "<set, 64 chars>"
+    assert redact("") == "<unset>"
+
+
+def test_text_lists_every_pod_and_the_consumers() -> None:
+    text = format_info(snapshot())
+    assert "postgres shop/db" in text and "bootstrapping" in text and "linked consumers (2)" in text

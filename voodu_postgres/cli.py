@@ -237,6 +237,8 @@ def _cached_blocks(text: str, source: str, cache_dir: Path | None) -> list[Block
     except (OSError, ValueError, KeyError, TypeError):
         pass
     blocks = parse_blocks(text, source=source)
+    if any("password" in b.body for b in blocks):
+        return blocks  # never keep a copy of an HCL password outside the state store
     try:
         cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = entry.with_suffix(f".{os.getpid()}.tmp")
@@ -499,7 +501,9 @@ def cmd_help(env: Env) -> int:
 def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
     env = env or Env()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    # --traceback may appear anywhere (the error hint suggests appending it to the failing command)
     traceback = "--traceback" in args_list
+    args_list = [a for a in args_list if a != "--traceback"]
     try:
         return _dispatch(args_list, env)
     except KeyboardInterrupt:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from docker.errors import DockerException
+from requests import RequestException
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -191,13 +193,18 @@ def cmd_reconcile(args: argparse.Namespace, env: Env, store: SqliteStore, home: 
     runtime = DockerRuntime()
     while True:
         reports = []
+        if args.watch:
+            # re-read every pass: an apply or delete since the last pass must win, not be undone
+            recorded = {Ref(r.scope, r.name) for r in store.resources()}
+            resources = [r for r in _recorded_specs(store, [str(x) for x in recorded])
+                         if not args.refs or str(r[0].ref) in args.refs]
         for spec, _body, network in resources:
             ctx = _context(store, home, network, env, runtime)
             try:
                 report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
                                    progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
                                    else (lambda _line: None))
-            except RuntimeFailure as exc:
+            except (RuntimeFailure, DockerException, RequestException) as exc:
                 if not args.watch:
                     raise
                 # a watch loop outlives a Docker hiccup: say so and try again next pass

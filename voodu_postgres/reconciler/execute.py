@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.observe import psql_argv
 from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure, write_assets
@@ -42,39 +43,33 @@ def execute(
     retrying: Callable[[], Retrying] = default_retrying,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    # the reload step writes the overrides itself, keeping the old text to restore on rejection
+    reload_planned = any(s.kind is StepKind.RELOAD_CONFIG for s in plan.steps)
     for step in plan.steps:
         try:
             for attempt in retrying():
                 with attempt:
-                    detail = _run(step, desired, runtime, assets_dir)
+                    detail = _run(step, desired, runtime, assets_dir, reload_planned)
             outcomes.append(Outcome(step, True, detail))
         except RuntimeFailure as exc:
-            outcomes.append(Outcome(step, False, str(exc)))
+            outcomes.append(Outcome(step, False, str(exc), retryable=exc.transient))
     return outcomes
 
 
-def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path) -> str:
+def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path, reload_planned: bool) -> str:
     ordinal = step.ordinal
     if step.kind is StepKind.ENSURE_NETWORK:
         runtime.ensure_network(desired.network)
         return f"network {desired.network} ready"
     if step.kind is StepKind.WRITE_ASSETS:
-        write_assets(assets_dir, desired.files)
+        files = [f for f in desired.files if not (reload_planned and f.name == OVERRIDES_KEY)]
+        write_assets(assets_dir, files)
         return f"asset files written to {assets_dir}"
     if step.kind is StepKind.SET_SYNC:
         assert step.ordinal is not None
         return set_sync_names(runtime, desired, step.ordinal)
     if step.kind is StepKind.RELOAD_CONFIG:
-        write_assets(assets_dir, desired.files)
-        reloaded = []
-        for running in desired.pods:
-            if runtime.container_state(running.container) != "running":
-                continue  # a stopped pod reads the new file when it starts
-            result = runtime.exec(running.container, psql_argv(desired.port, desired.user, desired.database,
-                                                           "SELECT pg_reload_conf()"))
-            if result.exit_code == 0:
-                reloaded.append(desired.app_name(running.ordinal))
-        return f"reloaded {', '.join(reloaded) or 'no running pod'}"
+        return _reload_config(desired, runtime, assets_dir)
     assert ordinal is not None
     pod = desired.pod(ordinal) if ordinal < desired.replicas else None
     container = desired.ref.container(ordinal)
@@ -115,3 +110,44 @@ def set_sync_names(runtime: DockerRuntime, desired: Desired, ordinal: int) -> st
         if result.exit_code != 0:
             raise RuntimeFailure(f"{desired.app_name(ordinal)}: {result.output.strip()}")
     return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
+
+
+# Rows of pg_file_settings that Postgres refused. A valid change to a restart-only parameter also
+# shows "setting could not be applied", so those (pending_restart) are not errors.
+_CONFIG_ERRORS_SQL = (
+    "SELECT coalesce(string_agg(coalesce(f.name, '?') || ': ' || f.error, '; '), '') "
+    "FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name "
+    "WHERE f.error IS NOT NULL AND NOT coalesce(s.pending_restart, false)"
+)
+
+
+def _reload_config(desired: Desired, runtime: DockerRuntime, assets_dir: Path) -> str:
+    """Rewrite the overrides file and reload every running pod — unless Postgres rejects it.
+
+    ``pg_reload_conf()`` succeeds even when a line is invalid (a typo in a parameter name, a bad
+    value): the server just keeps the old value and would refuse to start on its next restart.
+    So the first pod's ``pg_file_settings`` is checked; on any error the previous file is put
+    back and the step fails with Postgres' own words.
+    """
+    overrides = assets_dir / OVERRIDES_KEY
+    previous = overrides.read_text(encoding="utf-8") if overrides.exists() else None
+    write_assets(assets_dir, desired.files)
+    running = [p for p in desired.pods if runtime.container_state(p.container) == "running"]
+    reloaded = []
+    for index, pod in enumerate(running):
+        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
+                                                       "SELECT pg_reload_conf()"))
+        if result.exit_code != 0:
+            continue
+        if index == 0:
+            check = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
+                                                          _CONFIG_ERRORS_SQL))
+            errors = check.output.strip() if check.exit_code == 0 else ""
+            if errors:
+                if previous is not None:
+                    overrides.write_text(previous, encoding="utf-8")  # in place: pods bind the inode
+                    runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
+                                                          "SELECT pg_reload_conf()"))
+                raise RuntimeFailure(f"pg_config rejected by Postgres ({errors}); previous settings kept")
+        reloaded.append(desired.app_name(pod.ordinal))
+    return f"reloaded {', '.join(reloaded) or 'no running pod'}"

@@ -46,6 +46,9 @@ from voodu_postgres.render.statefulset import WRAPPER_PATH
 from voodu_postgres.states.pod import PodMachine, PodRole, PodView, classify
 
 Progress = Callable[[str], None]
+#: pg_rewind output that means "could not talk to the source", not "cannot rewind this data"
+_NOT_A_REWIND_PROBLEM = ("could not connect", "password authentication failed", "Connection refused",
+                         "could not translate host name", "timeout expired")
 DEFAULT_MAX_LAG = 16 * 1024 * 1024  # bytes of replay lag a planned switchover accepts
 STOP_TIMEOUT = 60
 
@@ -161,28 +164,51 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
         ctx.store.patch(spec.scope, spec.name, {PRIMARY_ORDINAL_KEY: str(target)})
         write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": str(target)})
         progress(f"recorded primary = {d.app_name(target)} (bucket {PRIMARY_ORDINAL_KEY}, pod state file)")
-        if spec.synchronous:
-            # ALTER SYSTEM on the old primary never reached this pod's postgresql.auto.conf: set
-            # it now, so commits on the new primary wait for a standby from the start
-            promoted = load_cluster(spec, ctx).desired
-            progress(set_sync_names(ctx.runtime, promoted, target))
 
         for ordinal in range(d.replicas):
             if ordinal in (target, old):
                 continue
             _repoint(ctx, cluster, ordinal, target, progress)
-        if no_restart:
-            progress(f"--no-restart: {d.app_name(old)} left stopped; "
-                     f"run `voodu-postgres rejoin {ref} --replica {old}` to bring it back as a standby")
-        else:
-            rejoin(spec, ctx, ordinal=old, progress=progress)
+        _ensure_sync(spec, ctx, progress)
     finally:
         ctx.store.patch(spec.scope, spec.name, {SWITCHOVER_KEY: ""})
 
-    _wait_streaming(ctx, spec, skip={old} if no_restart else set(), timeout=60)
+    # From here on the promotion has happened and is recorded: a failure to heal the rest is
+    # reported, not raised, so the operator is never told "error" about a live new primary.
+    problems = []
+    if no_restart:
+        progress(f"--no-restart: {d.app_name(old)} left stopped; "
+                 f"run `voodu-postgres rejoin {ref} --replica {old}` to bring it back as a standby")
+    else:
+        try:
+            rejoin(spec, ctx, ordinal=old, progress=progress)
+        except (FailoverError, RuntimeFailure) as exc:
+            problems.append(f"⚠ rejoin of {d.app_name(old)} failed: {exc} — run "
+                            f"`voodu-postgres rejoin {ref} --replica {old}`")
+    try:
+        _wait_streaming(ctx, spec, skip={old} if no_restart or problems else set(), timeout=60)
+        _ensure_sync(spec, ctx, progress)
+    except (FailoverError, RuntimeFailure) as exc:
+        problems.append(f"⚠ {exc}")
     after = load_cluster(spec, ctx)
+    tail = "".join(f"\n{p}" for p in problems)
     return f"postgres {ref}: primary is now {d.app_name(target)} (was {d.app_name(old)}){lost_note}; " \
-           f"{describe(after.desired, after.observed)}"
+           f"{describe(after.desired, after.observed)}{tail}"
+
+
+def _ensure_sync(spec: PostgresSpec, ctx: Context, progress: Progress) -> None:
+    """With ``synchronous``, put synchronous_standby_names on the new primary — once a standby
+    streams from it (ALTER SYSTEM on the old primary never reached this pod's
+    postgresql.auto.conf; setting it with no standby streaming would hang every commit)."""
+    if not spec.synchronous:
+        return
+    c = load_cluster(spec, ctx)
+    d = c.desired
+    P = d.target_primary
+    primary = c.pod(P)
+    streaming = any(streams_from_primary(d, c.pod(o)) for o in range(d.replicas) if o != P)
+    if primary.pg is not None and streaming and primary.pg.sync_auto != d.sync_names:
+        progress(set_sync_names(ctx.runtime, d, P))
 
 
 def _fence_planned(ctx: Context, cluster: Cluster, target: int, *, force: bool, max_lag: int,
@@ -215,10 +241,11 @@ def _fence_failover(ctx: Context, cluster: Cluster, target: int, *, yes: bool, p
     d = cluster.desired
     old = d.target_primary
     old_pod = cluster.pod(old)
-    if old_pod.exists and old_pod.running:
-        # running but unreachable (hung, partitioned): stop it so it can take no more writes
+    if old_pod.exists and old_pod.state != "exited":
+        # running but unreachable (hung, partitioned) or being restarted by Docker: stop it (which
+        # also cancels its restart policy) so it can take no more writes
         ctx.runtime.stop_container(d.ref.container(old), timeout=10)
-        progress(f"fenced {d.app_name(old)}: stopped the unreachable container")
+        progress(f"fenced {d.app_name(old)}: stopped its {old_pod.state} container")
     received: dict[int, int] = {}
     for ordinal in range(d.replicas):
         pod = cluster.pod(ordinal)
@@ -319,6 +346,11 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
         progress(f"rewound {d.app_name(ordinal)} onto {d.app_name(primary)}'s timeline; starting it as a standby")
     else:
         reason = (result.output.strip().splitlines() or ["pg_rewind failed"])[-1]
+        if any(marker in result.output for marker in _NOT_A_REWIND_PROBLEM):
+            # the source was unreachable: a re-clone would fail the same way, and wiping this
+            # pod's data for nothing would be a loss
+            raise FailoverError(f"pg_rewind could not reach {d.app_name(primary)} ({reason}); "
+                                f"{d.app_name(ordinal)} is stopped with its data intact — fix it and retry rejoin")
         progress(f"pg_rewind failed ({reason}); falling back to wipe and re-clone")
         ctx.runtime.remove_container(container)
         ctx.runtime.remove_volume(ref.volume(ordinal))

@@ -130,10 +130,15 @@ def reconcile(
                          f"{'' if outcome.step.ordinal is None else ' ' + desired.app_name(outcome.step.ordinal)}"
                          f" — {outcome.detail}")
             outcomes.extend(results)
-            if not wait:
-                return Report(str(ref), current.message, False, current, seeded, outcomes, passes)
+            failed = [o for o in results if not o.ok]
+            if not wait or any(not o.retryable for o in failed):
+                # a permanent failure (missing image, bad config…) won't fix itself: stop and say so
+                message = f"{ref}: {failed[0].step}: {failed[0].detail}" if failed else current.message
+                return Report(str(ref), message, False, current, seeded, outcomes, passes)
             if ctx.clock() > deadline:
                 raise _timeout(desired, current, ctx, timeout)
+            if failed:
+                ctx.sleep(1.0)  # transient Docker trouble: back off before the next pass
             continue
         if current.converged or not wait:
             return Report(str(ref), current.message, current.converged, current, seeded, outcomes, passes)

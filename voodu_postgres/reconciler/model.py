@@ -195,3 +195,4 @@ class Outcome:
     step: Step
     ok: bool
     detail: str = ""
+    retryable: bool = False  # a failure worth another pass (Docker 5xx, timeouts)

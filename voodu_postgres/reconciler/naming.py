@@ -7,6 +7,7 @@ which finds pods by container name, volume name and DNS alias. Pure: no I/O.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 BACKUPS_ROOT = "/opt/voodu/backups"
@@ -15,6 +16,19 @@ DATA_CLAIM = "data"
 DATA_MOUNT = "/var/lib/postgresql/data"
 PGDATA = "/var/lib/postgresql/data/pgdata"
 DEFAULT_NETWORK = "voodu0"
+
+
+#: Scope and name become DNS labels, container, volume and file-system path segments: keep them to
+#: lowercase DNS-label characters (no "..", no "/", no spaces).
+LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def label_problem(text: str, what: str) -> str | None:
+    """Why ``text`` can't be a scope or name, or None when it can."""
+    if not LABEL_RE.fullmatch(text):
+        return (f'{what} "{text}" must be a DNS label: 1-63 lowercase letters, digits or "-", '
+                "starting and ending with a letter or digit")
+    return None
 
 
 class RefError(ValueError):
@@ -80,4 +94,8 @@ def parse_ref(text: str, *, what: str = "ref") -> Ref:
     scope, name = scope.strip(), name.strip()
     if not name or "/" in name:
         raise RefError(f'invalid {what} "{text}" (expected scope/name)')
+    for part, label in ((scope, "scope"), (name, "name")):
+        problem = label_problem(part, label) if part or label == "name" else None
+        if problem:
+            raise RefError(f'invalid {what} "{text}": {problem}')
     return Ref(scope, name)

@@ -171,6 +171,21 @@ class DockerRuntime:
             except APIError as exc:
                 raise _failure(f"volume {name}", exc) from None
 
+    def ensure_image(self, image: str) -> None:
+        """Pull ``image`` when it is not on this host yet."""
+        try:
+            self.client.images.get(image)
+            return
+        except ImageNotFound:
+            pass
+        except APIError as exc:
+            raise _failure(f"image {image}", exc) from None
+        try:
+            self.client.images.pull(image)
+        except (APIError, DockerException) as exc:
+            raise RuntimeFailure(f"image {image} is not on this host and could not be pulled: "
+                                 f"{_one_line(exc)}") from None
+
     def remove_volume(self, name: str) -> None:
         try:
             self.client.volumes.get(name).remove(force=True)
@@ -195,6 +210,7 @@ class DockerRuntime:
                 retries=hc.retries,
                 start_period=int(hc.start_period_s * 1e9),
             )
+        self.ensure_image(pod.image)
         mounts = {b.source: {"bind": b.target, "mode": b.mode} for b in pod.binds}
         mounts.update({name: {"bind": path, "mode": "rw"} for name, path in pod.volumes.items()})
         ports = {f"{p.container_port}/tcp": (p.host_ip, p.host_port) for p in pod.ports}
@@ -327,8 +343,8 @@ class DockerRuntime:
             container = self.client.containers.get(name)
         except NotFound:
             raise RuntimeFailure(f"container {name} not found") from None
-        tags = container.image.tags if container.image is not None else []
-        return str(tags[0] if tags else container.attrs["Config"]["Image"])
+        # the image *ID* the pod runs, not its tag: a re-pulled tag may be another major version
+        return str(container.attrs["Image"])
 
     def run_oneshot(self, image: str, argv: list[str], *, volumes_from: str, network: str,
                     env: Mapping[str, str] | None = None, user: str = "postgres",

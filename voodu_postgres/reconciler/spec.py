@@ -29,7 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
 
-from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.naming import Ref, label_problem
 from voodu_postgres.render.pgconf import is_valid_pg_config_key
 
 DEFAULT_IMAGE = "postgres:latest"
@@ -370,6 +370,19 @@ def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
         return value, []
     if key == "resources":
         return _check_resources(value)
+    if key == "volume_claims":
+        if not isinstance(value, list | tuple):
+            return value, [f"expected a list, got {type_name(value)}"]
+        claims = []
+        for i, claim in enumerate(value):
+            if (not isinstance(claim, Mapping) or not isinstance(claim.get("name"), str)
+                    or not isinstance(claim.get("mount_path"), str) or not claim["mount_path"].startswith("/")):
+                problems.append(f"[{i}]: expected {{ name = \"…\", mount_path = \"/…\" }}")
+            elif claim["name"] == "data" and claim["mount_path"] != "/var/lib/postgresql/data":
+                problems.append(f"[{i}]: the data claim must stay at /var/lib/postgresql/data (PGDATA lives there)")
+            else:
+                claims.append(dict(claim))
+        return claims, problems
     if key == "probes":
         if not isinstance(value, Mapping):
             return value, [f"expected a probes {{ … }} block, got {type_name(value)}"]
@@ -438,6 +451,11 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
 
     def problem(field: str, message: str) -> None:
         problems.append(Problem(block, field, message, source))
+
+    for part, what in ((scope, "scope"), (name, "name")):
+        issue = label_problem(part, what) if part or what == "name" else None
+        if issue:
+            problem("", issue)
 
     owned: dict[str, Any] = {}
     passthrough: dict[str, Any] = {}

@@ -124,6 +124,11 @@ def render_statefulset(
             body["env"] = {**body["env"], **value}
         elif key == "volumes":
             body["volumes"] = merge_volumes(body["volumes"], value)
+        elif key == "volume_claims":
+            # merged by claim name: the `data` claim holds PGDATA and can never be dropped
+            claims = {c["name"]: c for c in body["volume_claims"]}
+            claims.update({c["name"]: c for c in value})
+            body["volume_claims"] = list(claims.values())
         else:
             body[key] = value
     return manifest("statefulset", ref.scope, ref.name, dict(sorted(body.items())))

@@ -400,6 +400,19 @@ def _config_ref(text: str) -> tuple[str, str]:
 _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _refuse_secret_edit(store: Store, scope: str, name: str, keys: list[str]) -> None:
+    """The passwords of a cluster that exists live in its roles too: editing only the bucket
+    would hand apps (and standbys) a password Postgres does not know."""
+    secrets = sorted(set(keys) & expand_mod.SECRET_KEYS)
+    if not secrets:
+        return
+    affected = [r for r in store.resources() if r.scope == scope and (not name or r.name == name)]
+    if affected:
+        refs = ", ".join(f"{r.scope}/{r.name}" if r.scope else r.name for r in affected)
+        raise CommandError(f"refusing to change {', '.join(secrets)}: {refs} already runs with it and "
+                           "rotation is not supported yet (set it before the first apply)")
+
+
 def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
     scope, name = _config_ref(args.ref)
     label = f"{scope}/{name}" if scope and name else (name or f"scope {scope}")
@@ -423,6 +436,9 @@ def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
                 env.stdout.write(f"{key}={value}\n")
         return ExitStatus.OK
 
+    if args.action in ("set", "unset"):
+        touched = [p.partition("=")[0] for p in args.pairs] if args.action == "set" else list(args.keys)
+        _refuse_secret_edit(store, scope, name, touched)
     if args.action == "set":
         kv: dict[str, str] = {}
         for pair in args.pairs:

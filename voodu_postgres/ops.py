@@ -35,6 +35,7 @@ from voodu_postgres.reconciler.model import Desired, Observed
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import streams_from_primary
+from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.store import SqliteStore
@@ -116,9 +117,17 @@ def cmd_apply(args: argparse.Namespace, env: Env, store: SqliteStore, home: Path
     specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
     if not specs:
         raise CommandError(f"no postgres blocks in {', '.join(args.files)}")
-    for spec, _body in specs:
-        _refuse_identity_change(store, spec)
     network = _network(args, env)
+    for spec, _body in specs:
+        ignored = [k for k in CONTROLLER_ONLY_KEYS if k in spec.passthrough]
+        if ignored and args.output == "text":
+            _say(env, f"⚠ postgres {spec.ref}: {', '.join(ignored)} only work under Voodu's controller; "
+                      "standalone apply ignores them")
+        _refuse_identity_change(store, spec)
+        recorded = store.resource(spec.scope, spec.name)
+        if recorded is not None and recorded.network != network:
+            raise CommandError(f"postgres {spec.ref} runs on network {recorded.network}; apply with "
+                               f"--network {recorded.network} (moving a cluster between networks is not supported)")
     ctx = _context(store, home, network, env)
     if not args.dry_run:
         ctx.runtime.ensure_network(network, labels=ctx.extra_labels)

@@ -179,3 +179,8 @@ def test_overrides_file_follows_pg_config() -> None:
 def test_output_is_deterministic_for_same_input() -> None:
     bucket = seeded(run())
     assert run({"replicas": 2}, bucket=bucket) == run({"replicas": 2}, bucket=bucket)
+
+
+def test_operator_volume_claims_merge_by_name_and_keep_data() -> None:
+    claims = sts(run({"volume_claims": [{"name": "wal", "mount_path": "/wal"}]}))["volume_claims"]
+    assert claims == [{"name": "data", "mount_path": "/var/lib/postgresql/data"}, {"name": "wal", "mount_path": "/wal"}]

@@ -277,3 +277,12 @@ def test_standby_booted_on_a_raised_setting_is_restarted_once_caught_up() -> Non
                           "pg": PgStatus(**{**standby.pg.__dict__, "boot_overrides": ("max_connections",)})})
     p = plan(d, observed(d, a_primary(d), raised))
     assert kinds(p) == [(StepKind.RESTART_POD, 1)] and "configured value" in p.steps[0].reason
+
+
+def test_primary_without_data_is_not_reinitialised_next_to_standbys_with_data() -> None:
+    d = desired_for(replicas=3)
+    gone = PodStatus(ordinal=0, container=d.ref.container(0))  # no container, no volume
+    p = plan(d, observed(d, gone, a_standby(d, 1), a_standby(d, 2)))
+    assert (StepKind.CREATE_POD, 0) not in kinds(p)
+    assert "refusing to initialise an empty primary" in p.blocked[0]
+    assert "promote shop/db --replica N --force" in p.blocked[0]

@@ -237,3 +237,20 @@ def test_as_int_rejects(value: Any) -> None:
 def test_defaults_document_a_64_char_password() -> None:
     assert "64 hex" in defaults()["password"]
     assert defaults()["replicas"] == 1 and defaults()["synchronous"] is False
+
+
+@pytest.mark.parametrize("scope,name", [("..", "db"), ("shop", ".."), ("Shop", "db"), ("shop", "d b"),
+                                        ("shop", "a/b"), ("-x", "db"), ("shop", "")])
+def test_scope_and_name_must_be_dns_labels(scope: str, name: str) -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec(scope, name, {})
+    assert "must be a DNS label" in str(info.value)
+
+
+def test_unscoped_block_is_allowed() -> None:
+    assert load_spec("", "solo", {}).ref.scope == ""
+
+
+def test_volume_claims_shape_is_checked_and_data_claim_pinned() -> None:
+    assert "expected { name" in one_problem({"volume_claims": ["oops"]})
+    assert "data claim must stay" in one_problem({"volume_claims": [{"name": "data", "mount_path": "/x"}]})

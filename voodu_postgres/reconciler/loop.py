@@ -17,12 +17,12 @@ from typing import Any
 from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import execute
-from voodu_postgres.reconciler.expand import expand
+from voodu_postgres.reconciler.expand import PASSWORD_KEY, expand
 from voodu_postgres.reconciler.model import Desired, Observed, Outcome, Plan
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan
 from voodu_postgres.reconciler.runtime import DockerRuntime, write_state
-from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.reconciler.spec import PostgresSpec, Problem, SpecError
 from voodu_postgres.reconciler.store import Store
 from voodu_postgres.states.pod import PodRole, classify
 
@@ -89,6 +89,11 @@ def reconcile(
     bucket = ctx.store.resolve(spec.scope, spec.name)
     seeds = seed_actions(spec, bucket)
     seeded = [f"{a.describe()}" for a in seeds]
+    if bucket.get(PASSWORD_KEY) and any(PASSWORD_KEY in (a.kv or {}) for a in seeds) \
+            and ctx.store.resource(spec.scope, spec.name) is not None:
+        raise SpecError([Problem(str(ref), "password", (
+            "differs from the password this cluster was created with; changing it is not supported yet "
+            "(the role would keep the old one). Remove `password` from the block or set it back"))])
     if dry_run:
         simulated = dict(bucket)
         for action in seeds:

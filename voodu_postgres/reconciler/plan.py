@@ -127,6 +127,14 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     # 2. the primary
     if roles[P] is PodRole.DOWN and primary.state == "restarting":
         waiting.append(Wait(P, f"{desired.app_name(P)} is restarting (Docker restarts it; see its log)"))
+    elif roles[P] is PodRole.DOWN and not primary.exists and not primary.volume_exists and (
+            holders := [p for p in observed.pods if p.ordinal != P and p.volume_exists]):
+        # creating the primary now would initdb an EMPTY database next to standbys that hold the
+        # real data (and can never follow it): the data must win
+        names = ", ".join(desired.app_name(p.ordinal) for p in holders)
+        blocked.append(f"{desired.app_name(P)} has no data volume but {names} hold data: refusing to "
+                       f"initialise an empty primary; promote the most advanced standby instead "
+                       f"(voodu-postgres promote {ref} --replica N --force)")
     elif roles[P] is PodRole.DOWN:
         if allowed(primary, "start"):
             kind = StepKind.START_POD if primary.exists else StepKind.CREATE_POD

@@ -80,6 +80,27 @@ class PodSpec:
     healthcheck: HealthCheck | None = None
     spec_hash: str = ""
     volume_labels: dict[str, dict[str, str]] = field(default_factory=dict)
+    cap_add: list[str] = field(default_factory=list)
+    extra_hosts: dict[str, str] = field(default_factory=dict)
+    ulimits: dict[str, tuple[int, int]] = field(default_factory=dict)
+    log_max_size: str = "10m"
+    log_max_files: int = 3
+
+
+#: Voodu's container defaults (voodu-platform.md §3.1); operator keys win per name
+DEFAULT_ULIMITS = {"nofile": "65536:65536", "nproc": "4096:4096"}
+#: statefulset keys only Voodu's controller implements; standalone apply ignores them (and says so)
+CONTROLLER_ONLY_KEYS = ("docker_options", "network", "networks", "network_mode", "env_from", "inits",
+                        "build", "dockerfile", "workdir", "path", "lang", "on_probe", "depends_on")
+
+
+def parse_ulimit(name: str, value: object) -> tuple[int, int]:
+    text = str(value)
+    soft, _, hard = text.partition(":")
+    try:
+        return int(soft), int(hard or soft)
+    except ValueError:
+        raise PodSpecError(f'invalid ulimit {name} = "{text}" (expected soft:hard)') from None
 
 
 def spec_hash(statefulset: Mapping[str, Any], asset_digests: Mapping[str, str]) -> str:
@@ -238,6 +259,14 @@ def build_pod(
         }
 
     limits = (spec.get("resources") or {}).get("limits") or {}
+    ulimits = {**DEFAULT_ULIMITS, **{str(k): v for k, v in (spec.get("ulimits") or {}).items()}}
+    hosts = {"host.docker.internal": "host-gateway"}
+    for entry in spec.get("extra_hosts") or []:
+        host, sep, address = str(entry).partition(":")
+        if not sep:
+            raise PodSpecError(f'invalid extra_hosts entry "{entry}" (expected host:address)')
+        hosts[host] = address
+    logs = spec.get("logs") or {}
     return PodSpec(
         ref=ref,
         ordinal=ordinal,
@@ -257,4 +286,9 @@ def build_pod(
         healthcheck=_healthcheck(spec.get("probes") or {}),
         spec_hash=digest,
         volume_labels=volume_labels,
+        cap_add=[str(c) for c in spec.get("cap_add") or []],
+        extra_hosts=hosts,
+        ulimits={name: parse_ulimit(name, value) for name, value in sorted(ulimits.items())},
+        log_max_size=str(logs.get("max_size") or "10m"),
+        log_max_files=int(logs.get("max_files") or 3),
     )

@@ -22,7 +22,7 @@ from typing import Any
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import Healthcheck
+from docker.types import Healthcheck, LogConfig, Ulimit
 
 from voodu_postgres.reconciler.podspec import PodSpec
 from voodu_postgres.render import Rendered
@@ -232,7 +232,11 @@ class DockerRuntime:
                 nano_cpus=pod.nano_cpus,
                 mem_limit=pod.mem_limit,
                 healthcheck=health,
-                extra_hosts={"host.docker.internal": "host-gateway"},
+                extra_hosts=pod.extra_hosts,
+                cap_add=pod.cap_add or None,
+                ulimits=[Ulimit(name=n, soft=s, hard=h) for n, (s, h) in pod.ulimits.items()],
+                log_config=LogConfig(type="json-file",
+                                     config={"max-size": pod.log_max_size, "max-file": str(pod.log_max_files)}),
                 detach=True,
             )
             container.start()

@@ -553,3 +553,22 @@ def _reported(c: Cluster) -> str:
     result = c.cli("reconcile", c.ref, "--dry-run")
     assert result.code == 0 and "split brain" in result.out, result
     return result.out
+
+
+# ------------------------------------------------------------------------------------------
+# a pg_config Postgres rejects is rolled back, never left to break the next restart
+
+
+def test_rejected_pg_config_is_rolled_back_and_apply_fails_fast(make: Callable[..., Cluster]) -> None:
+    c = make(2, pg_config={"work_mem": "8MB"})
+    overrides = c.home / "assets" / c.scope / c.name / "pg_overrides_conf"
+    before = overrides.read_text()
+    started = time.monotonic()
+    result = c.apply(replicas=2, pg_config={"work_mem": "8MB", "shard_buffers": "1GB"})
+    assert result.code == 1 and "rejected by Postgres" in result.err and "shard_buffers" in result.err, result
+    assert time.monotonic() - started < 30, "a permanent failure must stop apply, not retry until the timeout"
+    assert overrides.read_text() == before, "the previous overrides must be put back"
+    # the cluster still restarts cleanly on the kept settings
+    c.runtime.restart_container(c.container(0))
+    assert one(c, 0, "SHOW work_mem") == "8MB"
+    c.wait_streaming([1], timeout=60)

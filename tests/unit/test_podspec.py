@@ -45,7 +45,7 @@ def test_loopback_port_and_limits() -> None:
 def test_voodu_defaults_and_operator_overrides_for_ulimits_logs_hosts() -> None:
     p = pod({"ulimits": {"nofile": "1024:2048"}, "logs": {"max_size": "5m", "max_files": 2},
              "extra_hosts": ["db.internal:10.0.0.5"], "cap_add": ["SYS_PTRACE"]})
-    assert p.ulimits == {"nofile": (1024, 2048), "nproc": (4096, 4096)}
+    assert p.ulimits == {"nofile": (1024, 2048)}
     assert (p.log_max_size, p.log_max_files) == ("5m", 2)
     assert p.extra_hosts == {"host.docker.internal": "host-gateway", "db.internal": "10.0.0.5"}
     assert p.cap_add == ["SYS_PTRACE"]

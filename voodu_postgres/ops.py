@@ -33,7 +33,7 @@ from voodu_postgres.reconciler.expand import (
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 from voodu_postgres.reconciler.model import Desired, Observed
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
-from voodu_postgres.reconciler.observe import snapshot
+from voodu_postgres.reconciler.observe import resource_labels, snapshot
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure
@@ -385,8 +385,7 @@ def cmd_delete(args: argparse.Namespace, env: Env, store: SqliteStore, home: Pat
         what = "containers, data volumes, config bucket and assets" if args.prune else "containers"
         raise CommandError(f"refusing to delete postgres {ref} without --yes (removes its {what})")
     runtime = DockerRuntime()
-    labels = {"voodu.kind": "statefulset", "voodu.scope": ref.scope, "voodu.name": ref.name}
-    containers = sorted(runtime.list_containers(labels), key=lambda c: -int(c.labels.get("voodu.replica_ordinal", 0)))
+    containers = sorted(runtime.list_containers(resource_labels(ref)), key=lambda c: -int(c.labels.get("voodu.replica_ordinal", 0)))
     for info in containers:  # top-down, the primary (usually pod 0) last
         runtime.remove_container(info.name)
     removed_volumes: list[str] = []

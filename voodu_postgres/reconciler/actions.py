@@ -62,6 +62,3 @@ class Action:
 def config_set(scope: str, name: str, kv: dict[str, str], *, skip_restart: bool = False) -> Action:
     return Action("config_set", scope, name, kv=kv, skip_restart=skip_restart)
 
-
-def config_unset(scope: str, name: str, keys: list[str], *, skip_restart: bool = False) -> Action:
-    return Action("config_unset", scope, name, keys=keys, skip_restart=skip_restart)

@@ -15,7 +15,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
-from voodu_postgres.reconciler.observe import psql_argv
+from voodu_postgres.reconciler.observe import psql_argv, run_sql
 from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure, write_assets
 
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
@@ -106,9 +106,10 @@ def set_sync_names(runtime: DockerRuntime, desired: Desired, ordinal: int) -> st
         statement = "ALTER SYSTEM RESET synchronous_standby_names"
     # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls
     for sql in (statement, "SELECT pg_reload_conf()"):
-        result = runtime.exec(target, psql_argv(desired.port, desired.user, desired.database, sql))
-        if result.exit_code != 0:
-            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {result.output.strip()}")
+        try:
+            run_sql(runtime, target, port=desired.port, user=desired.user, database=desired.database, sql=sql)
+        except RuntimeFailure as exc:
+            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
     return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
 
 

@@ -40,7 +40,6 @@ EXPOSE_KEY = "PG_EXPOSE_PUBLIC"
 LINKED_CONSUMERS_KEY = "POSTGRES_LINKED_CONSUMERS"
 SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # set only while a promote runs
 BACKUP_KEEP_KEY = "BACKUP_KEEP"
-BACKUP_MAX_AGE_KEY = "BACKUP_MAX_AGE"
 DEFAULT_BACKUP_KEEP = "30"
 
 #: bucket keys whose values are secrets (shown only when asked for by key)

@@ -38,8 +38,8 @@ from voodu_postgres.reconciler.expand import PRIMARY_ORDINAL_KEY, REPLICATION_PA
 from voodu_postgres.reconciler.loop import Context
 from voodu_postgres.reconciler.model import Desired, Observed, PodStatus
 from voodu_postgres.reconciler.naming import PGDATA
-from voodu_postgres.reconciler.observe import psql_argv, snapshot
-from voodu_postgres.reconciler.plan import describe, streams_from_primary
+from voodu_postgres.reconciler.observe import run_sql, snapshot
+from voodu_postgres.reconciler.plan import describe, pod_of, streams_from_primary
 from voodu_postgres.reconciler.runtime import RuntimeFailure, write_state
 from voodu_postgres.reconciler.spec import PostgresSpec
 from voodu_postgres.render.statefulset import WRAPPER_PATH
@@ -64,8 +64,7 @@ class Cluster:
     observed: Observed
 
     def pod(self, ordinal: int) -> PodStatus:
-        return self.observed.pod(ordinal) or PodStatus(ordinal=ordinal,
-                                                       container=self.desired.ref.container(ordinal))
+        return pod_of(self.desired, self.observed, ordinal)
 
     def role(self, ordinal: int) -> PodRole:
         return classify(self.pod(ordinal), target_primary=self.desired.target_primary,
@@ -87,11 +86,11 @@ def load_cluster(spec: PostgresSpec, ctx: Context) -> Cluster:
 
 
 def _sql(ctx: Context, d: Desired, ordinal: int, sql: str) -> str:
-    result = ctx.runtime.exec(d.ref.container(ordinal), psql_argv(d.port, d.user, d.database, sql))
-    if result.exit_code != 0:
-        lines = result.output.strip().splitlines()
-        raise FailoverError(f"{d.app_name(ordinal)}: {lines[-1] if lines else 'psql failed'}")
-    return result.output.strip()
+    try:
+        return run_sql(ctx.runtime, d.ref.container(ordinal), port=d.port, user=d.user, database=d.database,
+                       sql=sql)
+    except RuntimeFailure as exc:
+        raise FailoverError(f"{d.app_name(ordinal)}: {exc}") from None
 
 
 def _lsn(text: str) -> int:

@@ -18,13 +18,13 @@ from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import execute
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, expand
-from voodu_postgres.reconciler.model import Desired, Observed, Outcome, Plan
+from voodu_postgres.reconciler.model import Desired, Outcome, Plan
 from voodu_postgres.reconciler.observe import snapshot
-from voodu_postgres.reconciler.plan import plan
+from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
 from voodu_postgres.reconciler.runtime import DockerRuntime, write_state
 from voodu_postgres.reconciler.spec import PostgresSpec, Problem, SpecError
 from voodu_postgres.reconciler.store import Store
-from voodu_postgres.states.pod import PodRole, classify
+from voodu_postgres.states.pod import PodRole
 
 Progress = Callable[[str], None]
 
@@ -66,12 +66,6 @@ def apply_actions(store: Store, actions: list[Action]) -> None:
             store.patch(action.scope, action.name, action.kv)
         elif action.type == "config_unset" and action.keys is not None:
             store.unset(action.scope, action.name, action.keys)
-
-
-def _roles(desired: Desired, observed: Observed) -> dict[int, PodRole]:
-    writable = len(observed.writable)
-    return {p.ordinal: classify(p, target_primary=desired.target_primary, writable_count=writable)
-            for p in observed.pods if p.exists}
 
 
 def reconcile(
@@ -118,7 +112,7 @@ def reconcile(
     while True:
         passes += 1
         observed = snapshot(ctx.runtime, desired, assets_dir)
-        roles = _roles(desired, observed)
+        roles = {o: r for o, r in roles_of(desired, observed).items() if pod_of(desired, observed, o).exists}
         for ordinal, role in roles.items():
             before = previous.get(ordinal)
             if before is not None and before != role:

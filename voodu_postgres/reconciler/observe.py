@@ -59,6 +59,16 @@ def psql_argv(port: int, user: str, database: str, sql: str) -> list[str]:
             "-U", user, "-d", database, "-c", sql]
 
 
+def run_sql(runtime: DockerRuntime, container: str, *, port: int, user: str, database: str, sql: str) -> str:
+    """Run one statement in a pod over trusted loopback TCP; its output, or RuntimeFailure
+    carrying psql's last line (the error) when it fails."""
+    result = runtime.exec(container, psql_argv(port, user, database, sql))
+    if result.exit_code != 0:
+        lines = result.output.strip().splitlines()
+        raise RuntimeFailure(lines[-1] if lines else f"psql exited {result.exit_code}")
+    return result.output.strip()
+
+
 def parse_status(output: str) -> PgStatus:
     data = json.loads(output.strip().splitlines()[-1])
     return PgStatus(
@@ -77,21 +87,19 @@ def parse_status(output: str) -> PgStatus:
     )
 
 
-def _resource_labels(ref: Ref) -> dict[str, str]:
+def resource_labels(ref: Ref) -> dict[str, str]:
+    """Voodu's labels that identify every pod of one statefulset resource."""
     return {"voodu.kind": "statefulset", "voodu.scope": ref.scope, "voodu.name": ref.name}
 
 
 def query_pg(runtime: DockerRuntime, container: str, *, port: int, user: str,
              database: str) -> tuple[PgStatus | None, str | None]:
     try:
-        result = runtime.exec(container, psql_argv(port, user, database, STATUS_SQL))
+        output = run_sql(runtime, container, port=port, user=user, database=database, sql=STATUS_SQL)
     except RuntimeFailure as exc:
         return None, str(exc)
-    if result.exit_code != 0:
-        lines = result.output.strip().splitlines()
-        return None, lines[-1] if lines else f"psql exited {result.exit_code}"
     try:
-        return parse_status(result.output), None
+        return parse_status(output), None
     except (ValueError, KeyError, IndexError) as exc:
         return None, f"unexpected status output: {exc}"
 
@@ -127,7 +135,7 @@ def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desir
 def snapshot(runtime: DockerRuntime, desired: Desired, assets_dir: Path) -> Observed:
     """Observe every ordinal of ``desired.ref`` that has a container or a data volume."""
     ref = desired.ref
-    labels = _resource_labels(ref)
+    labels = resource_labels(ref)
     containers = runtime.list_containers(labels)
     volumes = set(runtime.list_volumes({"voodu.scope": ref.scope, "voodu.name": ref.name}))
     by_ordinal: dict[int, ContainerInfo] = {}

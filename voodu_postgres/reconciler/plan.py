@@ -41,7 +41,8 @@ def streams_from_primary(desired: Desired, pod: PodStatus) -> bool:
     )
 
 
-def _roles(desired: Desired, observed: Observed) -> dict[int, PodRole]:
+def roles_of(desired: Desired, observed: Observed) -> dict[int, PodRole]:
+    """The classified role of every desired or observed ordinal (absent pods are DOWN)."""
     writable = len(observed.writable)
     ordinals = set(range(desired.replicas)) | {p.ordinal for p in observed.pods}
     out: dict[int, PodRole] = {}
@@ -51,17 +52,18 @@ def _roles(desired: Desired, observed: Observed) -> dict[int, PodRole]:
     return out
 
 
-def _pod(desired: Desired, observed: Observed, ordinal: int) -> PodStatus:
+def pod_of(desired: Desired, observed: Observed, ordinal: int) -> PodStatus:
+    """The observed pod, or an absent placeholder for an ordinal nothing exists for."""
     return observed.pod(ordinal) or PodStatus(ordinal=ordinal, container=desired.ref.container(ordinal))
 
 
 def describe(desired: Desired, observed: Observed) -> str:
     """One phrase per pod, e.g. ``db-0 primary, db-1 streaming, db-2 cloning``."""
-    roles = _roles(desired, observed)
+    roles = roles_of(desired, observed)
     parts = []
     for ordinal, role in roles.items():
         name = desired.app_name(ordinal)
-        pod = _pod(desired, observed, ordinal)
+        pod = pod_of(desired, observed, ordinal)
         if ordinal >= desired.replicas and not pod.exists:
             continue
         if role is PodRole.STANDBY:
@@ -82,7 +84,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     blocked: list[str] = []
     ref = desired.ref
     P = desired.target_primary
-    roles = _roles(desired, observed)
+    roles = roles_of(desired, observed)
     writable = observed.writable
 
     # 1. infrastructure
@@ -111,10 +113,10 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         blocked.append(f"split brain: {names} all accept writes; stop the one that is not "
                        f"{desired.app_name(P)} and run `voodu-postgres rejoin {ref} --replica N`")
 
-    primary = _pod(desired, observed, P)
+    primary = pod_of(desired, observed, P)
     primary_is_ready = roles[P] is PodRole.PRIMARY
     streaming = all(
-        streams_from_primary(desired, _pod(desired, observed, o)) for o in range(desired.replicas) if o != P
+        streams_from_primary(desired, pod_of(desired, observed, o)) for o in range(desired.replicas) if o != P
     )
 
     def view(pod: PodStatus) -> PodView:
@@ -151,7 +153,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     for ordinal in range(desired.replicas):
         if ordinal == P:
             continue
-        pod = _pod(desired, observed, ordinal)
+        pod = pod_of(desired, observed, ordinal)
         role = roles[ordinal]
         name = desired.app_name(ordinal)
         if role is PodRole.DOWN and pod.state == "restarting":
@@ -174,7 +176,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
             )
 
     # synchronous commit: only once a standby streams, or every write would hang until one does
-    any_streaming = any(streams_from_primary(desired, _pod(desired, observed, o))
+    any_streaming = any(streams_from_primary(desired, pod_of(desired, observed, o))
                         for o in range(desired.replicas) if o != P)
     if primary_is_ready and primary.pg is not None and primary.pg.sync_auto != desired.sync_names and (
             desired.sync_names is None or any_streaming):
@@ -249,13 +251,13 @@ def lowers_standby_minimum(pod: PodStatus) -> bool:
 def _next_roll(desired: Desired, observed: Observed, roles: dict[int, PodRole],
                allowed: Callable[[PodStatus, str], bool]) -> Step | None:
     for ordinal in _roll_order(desired):
-        pod = _pod(desired, observed, ordinal)
+        pod = pod_of(desired, observed, ordinal)
         if pod.spec_hash != desired.pod(ordinal).spec_hash and allowed(pod, "roll"):
             return Step(StepKind.RECREATE_POD, ordinal,
                         f"{desired.app_name(ordinal)} runs an outdated spec (image, env, resources or scripts changed)")
-    primary_first = lowers_standby_minimum(_pod(desired, observed, desired.target_primary))
+    primary_first = lowers_standby_minimum(pod_of(desired, observed, desired.target_primary))
     for ordinal in _roll_order(desired, primary_first=primary_first):
-        pod = _pod(desired, observed, ordinal)
+        pod = pod_of(desired, observed, ordinal)
         if pod.pg is not None and pod.pg.pending_restart and allowed(pod, "roll"):
             return Step(StepKind.RESTART_POD, ordinal,
                         f"{desired.app_name(ordinal)} has {pod.pg.pending_restart} setting(s) pending a restart")

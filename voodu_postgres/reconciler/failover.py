@@ -126,10 +126,12 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
                             "(raise replicas and apply first)")
     if not 0 <= target < d.replicas:
         raise FailoverError(f"--replica {target} out of range (valid: 0..{d.replicas - 1})")
-    if target == old:
-        return f"postgres {ref}: {d.app_name(target)} is already the primary — nothing to do"
     role = cluster.role(target)
     if not PodMachine(role).may("promote", cluster.view(target)):
+        # the machine refuses the primary itself (guard) and anything not a standby (no transition)
+        if target == old:
+            raise FailoverError(f"{d.app_name(target)} is already the primary — nothing to promote "
+                                "(pick a standby with --replica)")
         raise FailoverError(f"cannot promote {d.app_name(target)}: it is {role.value}, not a streaming standby")
 
     old_pod = cluster.pod(old)
@@ -307,15 +309,24 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
     primary = d.target_primary
     if not 0 <= ordinal < d.replicas:
         raise FailoverError(f"--replica {ordinal} out of range (valid: 0..{d.replicas - 1})")
-    if ordinal == primary:
-        raise FailoverError(f"refusing to rejoin {d.app_name(ordinal)}: it is the current primary")
     pod = cluster.pod(ordinal)
     container = ref.container(ordinal)
+    primary_pod = cluster.pod(primary)
+    # the primary "serves" when it is writable — also when this pod is a second writer (split
+    # brain), since stopping this pod is exactly how rejoin ends it
+    serving = primary_pod.writable and (len(cluster.observed.writable) == 1 or pod.writable)
+    role = cluster.role(ordinal)
+    view = PodView(pod=pod, target_primary=primary, primary_ready=serving,
+                   writable_count=len(cluster.observed.writable))
+    if not PodMachine(role).may("rejoin", view):
+        if ordinal == primary:
+            raise FailoverError(f"refusing to rejoin {d.app_name(ordinal)}: it is the current primary")
+        if not serving:
+            raise FailoverError(f"the primary {d.app_name(primary)} is not serving; rejoin needs a live primary")
+        raise FailoverError(f"cannot rejoin {d.app_name(ordinal)} while it is {role.value}; "
+                            "wait for it to settle, or delete its container and reconcile")
     if not pod.exists:
         raise FailoverError(f"{container} does not exist; `voodu-postgres reconcile {ref}` recreates it")
-    primary_pod = cluster.pod(primary)
-    if not (primary_pod.writable and (len(cluster.observed.writable) == 1 or pod.writable)):
-        raise FailoverError(f"the primary {d.app_name(primary)} is not serving; rejoin needs a live primary")
     if pod.running:
         # stopping first also ends a split brain: this pod may be a second writable primary
         ctx.runtime.stop_container(container, timeout=STOP_TIMEOUT)

@@ -571,3 +571,36 @@ def test_rejected_pg_config_is_rolled_back_and_apply_fails_fast(make: Callable[.
     c.runtime.restart_container(c.container(0))
     assert one(c, 0, "SHOW work_mem") == "8MB"
     c.wait_streaming([1], timeout=60)
+
+
+# ------------------------------------------------------------------------------------------
+# reconcile --watch keeps repairing drift
+
+
+def test_watch_brings_back_a_removed_standby(make: Callable[..., Cluster]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.integration.conftest import TEST_LABEL
+
+    c = make(2)
+    env = {**os.environ, "VOODU_POSTGRES_LABELS": f"{TEST_LABEL}={SESSION}"}
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "voodu_postgres", "--home", str(c.home), "reconcile", c.ref, "--watch",
+         "--interval", "0.5"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        old_id = c.pods()[c.container(1)].id
+        c.runtime.client.containers.get(c.container(1)).remove(force=True)
+        eventually(lambda: _assert(c.pods().get(c.container(1)) is not None
+                                   and c.pods()[c.container(1)].id != old_id), 60)
+        c.wait_streaming([1], timeout=60)
+        assert watcher.poll() is None, "the watch loop must keep running"
+    finally:
+        watcher.terminate()
+        out, _err = watcher.communicate(timeout=30)
+    assert "create pod db-1" in out
+
+
+def _assert(condition: bool) -> None:
+    assert condition

@@ -202,11 +202,11 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         steps.append(Step(StepKind.RESTART_POD, P,
                           f"{desired.app_name(P)} lowers a setting standbys must match "
                           "(restarting the primary first)"))
-    elif not steps and not waiting and not blocked and _port_moves(desired, observed):
+    elif not steps and not waiting and not blocked and (moving := _port_moves(desired, observed)):
         # a new port: a standby on the new port cannot reach a primary on the old one and vice
         # versa, so a one-at-a-time roll would deadlock. Recreate every pod now, primary first.
         for ordinal in _roll_order(desired, primary_first=True):
-            if ordinal in _port_moves(desired, observed):
+            if ordinal in moving:
                 steps.append(Step(StepKind.RECREATE_POD, ordinal,
                                   f"port changes to {desired.port}: all pods move together (brief outage)"))
     elif not steps and not waiting and not blocked:

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from voodu_postgres.reconciler.naming import Ref, label_problem
 from voodu_postgres.render.pgconf import is_valid_pg_config_key
@@ -166,7 +166,11 @@ def _as_str(value: object) -> str:
     return value
 
 
-def _identifier(value: object, field: str, default: str) -> str:
+_IDENTIFIER_DEFAULTS = {"database": DEFAULT_DATABASE, "user": DEFAULT_USER,
+                        "replication_user": DEFAULT_REPLICATION_USER}
+
+
+def _identifier(value: object, default: str) -> str:
     text = _as_str(value)
     if text == "":
         return default
@@ -233,20 +237,10 @@ class PostgresSpec(BaseModel):
             )
         return n
 
-    @field_validator("database", mode="before")
+    @field_validator("database", "user", "replication_user", mode="before")
     @classmethod
-    def _database(cls, v: object) -> str:
-        return _identifier(v, "database", DEFAULT_DATABASE)
-
-    @field_validator("user", mode="before")
-    @classmethod
-    def _user(cls, v: object) -> str:
-        return _identifier(v, "user", DEFAULT_USER)
-
-    @field_validator("replication_user", mode="before")
-    @classmethod
-    def _replication_user(cls, v: object) -> str:
-        return _identifier(v, "replication_user", DEFAULT_REPLICATION_USER)
+    def _identifiers(cls, v: object, info: ValidationInfo) -> str:
+        return _identifier(v, _IDENTIFIER_DEFAULTS[str(info.field_name)])
 
     @field_validator("password", mode="before")
     @classmethod

@@ -1,103 +1,48 @@
-"""Command line: argument parsing, output formatting, and the single error → exit-code funnel.
+"""Command line: argument parsing and the single error → exit-code funnel.
 
 Two modes share these commands:
 
-* **standalone** (default): human text on stdout, one-line errors on stderr, state in the
-  embedded SQLite store under ``--home`` / ``$VOODU_POSTGRES_HOME``.
+* **standalone** (default): human text on stdout (``-o json`` for machines), one-line errors on
+  stderr, state in the embedded SQLite store under ``--home`` / ``$VOODU_POSTGRES_HOME``.
 * **Voodu plugin** (``$VOODU_PLUGIN_DIR`` is set, as it is for every controller-spawned exec):
-  ``expand`` and dispatch commands answer with JSON envelopes on stdout
+  ``expand`` and the dispatch commands answer with exactly one JSON envelope on stdout
   (``{"status":"ok","data":…}`` / ``{"status":"error","error":…}``, exit 1). Errors go to stdout
   because that is where the controller looks first (voodu-platform.md §1.4).
 
-Only this module turns exceptions into exit codes; ``--traceback`` re-raises for debugging.
+The command names are the plugin's: ``voodu-postgres link …`` here is ``vd pg:link …`` under
+Voodu, and ``plugin.yml`` declares exactly :data:`COMMANDS`. Only this module turns exceptions
+into exit codes; ``--traceback`` re-raises for debugging.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
-import os
-import re
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
-from pathlib import Path
-from typing import Any, NoReturn, TextIO
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from voodu_postgres import __version__
-from voodu_postgres.reconciler import expand as expand_mod
-from voodu_postgres.reconciler.hclfile import (
-    Block,
-    FileContents,
-    HCLSyntaxError,
-    blocks_from_json,
-    blocks_to_json,
-    load_text,
-    parse_blocks,
-)
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, RefError
-from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec
-from voodu_postgres.reconciler.store import SqliteStore, Store, StoreError, resolve_home
+from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, envelope_error
+from voodu_postgres.errors import UsageError, VooduError
+from voodu_postgres.reconciler.naming import DEFAULT_NETWORK
 
+if TYPE_CHECKING:
+    from voodu_postgres.commands.mode import Mode
 
-class ExitStatus(IntEnum):
-    OK = 0
-    ERROR = 1
-    USAGE = 2
-    INTERRUPTED = 130
-
-
-class UsageError(Exception):
-    """Bad command-line usage; printed as one line, exit 2."""
-
-
-class CommandError(Exception):
-    """A command failed for a reason the user can act on; printed as one line, exit 1."""
-
-
-@dataclass
-class Env:
-    """Everything a command touches from the outside, injectable for in-process tests."""
-
-    stdin: TextIO = field(default_factory=lambda: sys.stdin)
-    stdout: TextIO = field(default_factory=lambda: sys.stdout)
-    stderr: TextIO = field(default_factory=lambda: sys.stderr)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-
-    @property
-    def plugin_mode(self) -> bool:
-        return bool(self.environ.get("VOODU_PLUGIN_DIR"))
-
-
-# ------------------------------------------------------------------------------------------
-# output helpers
-
-
-def _dump(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def envelope_ok(env: Env, data: Any) -> None:
-    env.stdout.write(_dump({"status": "ok", "data": data}) + "\n")
-
-
-def envelope_error(env: Env, message: str) -> None:
-    env.stdout.write(_dump({"status": "error", "error": message}) + "\n")
-
-
-NETWORK_ENV = "VOODU_POSTGRES_NETWORK"
-_SECRET_RE = re.compile(r"PASSWORD|SECRET|TOKEN|DATABASE_(READ_)?URL", re.IGNORECASE)
-REDACTED = "<redacted>"
-
-
-def is_secret_key(key: str) -> bool:
-    return key in expand_mod.SECRET_KEYS or bool(_SECRET_RE.search(key))
-
-
-# ------------------------------------------------------------------------------------------
-# argument parsing
+#: every command, as plugin.yml must declare it (aliases included)
+COMMANDS = ("expand", "validate", "render", "config", "apply", "reconcile", "info", "delete", "promote",
+            "failover", "rejoin", "link", "unlink", "new-password", "expose", "unexpose", "psql", "defaults",
+            "help")
+#: commands that answer under Voodu; the rest manage standalone state and refuse there
+PLUGIN_COMMANDS = frozenset({"expand", "help", "defaults", "info", "link", "unlink", "new-password", "expose",
+                             "unexpose", "psql"})
+#: what to use instead, under Voodu, of each standalone-only command
+_UNDER_VOODU = {"apply": "vd apply -f voodu.hcl", "reconcile": "Voodu's controller reconciles by itself",
+                "delete": "vd delete <scope>/<name>", "config": "vd config <scope>/<name> …",
+                "validate": "vd diff -f voodu.hcl", "render": "vd diff -f voodu.hcl",
+                "promote": "voodu-postgres promote on the host (standalone)",
+                "failover": "voodu-postgres promote on the host (standalone)",
+                "rejoin": "voodu-postgres rejoin on the host (standalone)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -211,286 +156,70 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--replica", type=int, required=True, metavar="N", help="ordinal to rejoin")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
+    p = sub.add_parser("link", help="wire an app to the cluster: DATABASE_URL (and DATABASE_READ_URL) in its bucket",
+                       description=(
+                           "Writes DATABASE_URL (the current primary) into CONSUMER's config bucket, and with --reads "
+                           "DATABASE_READ_URL (every standby; the primary when replicas = 1). The consumer is "
+                           "remembered in POSTGRES_LINKED_CONSUMERS, and its URLs follow the cluster: after promote, "
+                           "scaling and new-password they are rewritten."))
+    p.add_argument("ref", metavar="PROVIDER", help="the postgres cluster, scope/name")
+    p.add_argument("consumer", metavar="CONSUMER", help="the app's bucket, scope/name")
+    p.add_argument("--reads", action="store_true", help="also set DATABASE_READ_URL")
+    p.add_argument("--load-balance", action="store_true",
+                   help="add load_balance_hosts=random to the read URL (needs libpq 16 or newer in the app)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("unlink", help="remove DATABASE_URL / DATABASE_READ_URL from an app and forget it")
+    p.add_argument("ref", metavar="PROVIDER")
+    p.add_argument("consumer", metavar="CONSUMER")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("new-password", help="rotate the superuser password on the live cluster (zero downtime)",
+                       description=(
+                           "Generates a new password, sets it on the role (as a SCRAM verifier: the password never "
+                           "reaches Postgres), stores it in the bucket and rewrites linked apps' URLs. Open sessions "
+                           "keep working; no pod restarts. An interrupted rotation is finished by running it again."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--replication", action="store_true",
+                   help="rotate the replication role instead (standbys reconnect by reload)")
+    p.add_argument("--no-restart", action="store_true",
+                   help="don't restart linked apps for their new URLs (under Voodu; you restart them)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    for name, text in (("expose", "publish the cluster on every interface (0.0.0.0)"),
+                       ("unexpose", "publish the cluster on loopback (127.0.0.1) only")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("ref", metavar="REF")
+        p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("psql", help="psql in the primary (or pod N) as the superuser, no password needed",
+                       description="Arguments after -- go to psql unchanged. Exit code is psql's.")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("-r", "--replica", type=int, metavar="N", help="pod ordinal (default: the primary)")
+    p.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run one command and exit")
+
     p = sub.add_parser("defaults", help="print the default postgres block")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     sub.add_parser("help", help="plugin overview")
     return parser
 
 
-# ------------------------------------------------------------------------------------------
-# commands
-
-
-def _cached_blocks(text: str, source: str, cache_dir: Path | None) -> list[Block]:
-    """Parse HCL, reusing an earlier parse of byte-identical text.
-
-    Building the HCL grammar and parsing costs ~0.3 s — a third of a no-op ``apply`` — and the
-    result depends only on the text, so it is cached under the home dir keyed by its sha256.
-    A cache that cannot be read or written is simply skipped.
-    """
-    if cache_dir is None:
-        return parse_blocks(text, source=source)
-    key = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    entry = cache_dir / f"hcl-{key}.json"
-    try:
-        return blocks_from_json(json.loads(entry.read_text(encoding="utf-8")))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    blocks = parse_blocks(text, source=source)
-    if any("password" in b.body for b in blocks):
-        return blocks  # never keep a copy of an HCL password outside the state store
-    try:
-        cache_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = entry.with_suffix(f".{os.getpid()}.tmp")
-        # the body may hold an HCL password: same privacy as the state store
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(blocks_to_json(blocks), handle)
-        os.replace(tmp, entry)
-    except OSError:
-        pass
-    return blocks
-
-
-def read_files(paths: Sequence[str], cache_dir: Path | None = None) -> list[FileContents]:
-    """Parse every file, collecting problems across all of them before failing."""
-    contents: list[FileContents] = []
-    lines: list[str] = []
-    for raw in paths:
-        path = Path(raw)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            lines.append(f"{raw}: cannot read: {exc.strerror or exc}")
-            continue
-        try:
-            contents.append(load_text(text, source=raw, blocks=_cached_blocks(text, raw, cache_dir)))
-        except (HCLSyntaxError, SpecError) as exc:
-            lines.extend(str(exc).splitlines())
-    if lines:
-        raise CommandError("\n".join(lines))
-    return contents
-
-
-def cmd_validate(args: argparse.Namespace, env: Env) -> int:
-    contents = read_files(args.files)
-    specs = [s for c in contents for s in c.specs]
-    others = [b for c in contents for b in c.others]
-    if args.output == "json":
-        env.stdout.write(
-            json.dumps(
-                {
-                    "postgres": [{"ref": str(s.ref), "replicas": s.replicas, "image": s.image} for s in specs],
-                    "ignored": [b.label for b in others],
-                },
-                indent=2,
-            )
-            + "\n"
-        )
-        return ExitStatus.OK
-    for spec in specs:
-        shape = "single primary" if spec.replicas == 1 else f"1 primary + {spec.replicas - 1} standby(s)"
-        env.stdout.write(f"✓ postgres {spec.ref}: {shape}, {spec.image}\n")
-    for block in others:
-        env.stdout.write(f"- {block.label}: not a postgres block (ignored)\n")
-    if not specs:
-        env.stdout.write("no postgres blocks found\n")
-    return ExitStatus.OK
-
-
-def _redact_manifest(manifest: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(manifest))
-    envmap = out.get("spec", {}).get("env")
-    if isinstance(envmap, dict):
-        for key in envmap:
-            if is_secret_key(key):
-                envmap[key] = REDACTED
-    return out  # type: ignore[no-any-return]
-
-
-def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
-    specs = [s for c in read_files(args.files) for s in c.specs]
-    if args.ref:
-        specs = [s for s in specs if str(s.ref) == args.ref]
-        if not specs:
-            raise CommandError(f"no postgres block {args.ref} in {', '.join(args.files)}")
-    result: list[dict[str, Any]] = []
-    for spec in specs:
-        expansion = expand_mod.expand(spec, store.resolve(spec.scope, spec.name))
-        if args.out:
-            target = Path(args.out) / (spec.scope or "_unscoped") / spec.name
-            target.mkdir(parents=True, exist_ok=True)
-            for f in expansion.files:
-                (target / f.name).write_text(f.text, encoding="utf-8")
-        result.append(
-            {
-                "ref": str(spec.ref),
-                "files": {f.name: f.sha256 for f in expansion.files},
-                "statefulset": _redact_manifest(expansion.manifests[1]),
-                "actions": [a.describe() for a in expansion.actions],
-            }
-        )
-    if args.output == "json":
-        env.stdout.write(json.dumps(result, indent=2) + "\n")
-        return ExitStatus.OK
-    for item in result:
-        sts = item["statefulset"]["spec"]
-        env.stdout.write(f"postgres {item['ref']}\n")
-        env.stdout.write(f"  statefulset  image={sts['image']} replicas={sts['replicas']} ports={sts['ports']}\n")
-        for name, digest in item["files"].items():
-            env.stdout.write(f"  asset        {name:<20} sha256:{digest[:12]}\n")
-        for line in item["actions"] or ["(no bucket changes: already seeded)"]:
-            env.stdout.write(f"  bucket       {line}\n")
-    return ExitStatus.OK
-
-
-def cmd_expand(env: Env) -> int:
-    """Voodu's expand hook. Always answers with an envelope; never raises."""
-    try:
-        request = json.loads(env.stdin.read() or "{}")
-    except json.JSONDecodeError as exc:
-        envelope_error(env, f"decode expand request: {exc}")
-        return ExitStatus.ERROR
-    if not isinstance(request, dict):
-        envelope_error(env, "decode expand request: expected a JSON object")
-        return ExitStatus.ERROR
-    name = request.get("name")
-    if not isinstance(name, str) or not name.strip():
-        envelope_error(env, "expand request missing required field 'name'")
-        return ExitStatus.ERROR
-    scope = request.get("scope") or ""
-    kind = request.get("kind") or "postgres"
-    spec_raw = request.get("spec") or {}
-    config_raw = request.get("config") or {}
-    if not isinstance(scope, str):
-        envelope_error(env, "decode expand request: scope must be a string")
-        return ExitStatus.ERROR
-    if kind != "postgres":
-        envelope_error(env, f'expand: this plugin handles "postgres" blocks, not "{kind}"')
-        return ExitStatus.ERROR
-    if not isinstance(spec_raw, dict):
-        envelope_error(env, "decode block spec: expected a JSON object")
-        return ExitStatus.ERROR
-    if not isinstance(config_raw, dict):
-        envelope_error(env, "decode expand request: config must be a JSON object")
-        return ExitStatus.ERROR
-    config = {str(k): "" if v is None else str(v) for k, v in config_raw.items()}
-    try:
-        spec = load_spec(scope, name.strip(), spec_raw)
-    except SpecError as exc:
-        envelope_error(env, "; ".join(str(p) for p in exc.problems))
-        return ExitStatus.ERROR
-    envelope_ok(env, expand_mod.expand(spec, config).to_wire())
-    return ExitStatus.OK
-
-
-def _config_ref(text: str) -> tuple[str, str]:
-    """``scope/name`` → app bucket, ``scope`` → scope-level bucket, ``/name`` → unscoped app."""
-    raw = text.strip()
-    if "/" not in raw:
-        if not raw:
-            raise UsageError("config: empty ref (expected scope, scope/name or /name)")
-        return raw, ""
-    scope, _, name = raw.partition("/")
-    if not name or "/" in name:
-        raise UsageError(f'config: invalid ref "{text}" (expected scope, scope/name or /name)')
-    return scope, name
-
-
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def _refuse_secret_edit(store: Store, scope: str, name: str, keys: list[str]) -> None:
-    """The passwords of a cluster that exists live in its roles too: editing only the bucket
-    would hand apps (and standbys) a password Postgres does not know."""
-    secrets = sorted(set(keys) & expand_mod.SECRET_KEYS)
-    if not secrets:
-        return
-    affected = [r for r in store.resources() if r.scope == scope and (not name or r.name == name)]
-    if affected:
-        refs = ", ".join(f"{r.scope}/{r.name}" if r.scope else r.name for r in affected)
-        raise CommandError(f"refusing to change {', '.join(secrets)}: {refs} already runs with it and "
-                           "rotation is not supported yet (set it before the first apply)")
-
-
-def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
-    scope, name = _config_ref(args.ref)
-    label = f"{scope}/{name}" if scope and name else (name or f"scope {scope}")
-    if args.action == "get":
-        values = store.resolve(scope, name) if name else store.own(scope, "")
-        if args.keys:
-            missing = [k for k in args.keys if k not in values]
-            if missing:
-                raise CommandError(f"{label}: not set: {', '.join(missing)}")
-            shown = {k: values[k] for k in args.keys}
-        else:
-            shown = {k: (REDACTED if is_secret_key(k) else v) for k, v in values.items()}
-        if args.output == "json":
-            env.stdout.write(json.dumps(shown, indent=2) + "\n")
-        elif args.keys and len(args.keys) == 1:
-            env.stdout.write(shown[args.keys[0]] + "\n")
-        elif not shown:
-            env.stdout.write(f"{label}: no keys set\n")
-        else:
-            for key, value in shown.items():
-                env.stdout.write(f"{key}={value}\n")
-        return ExitStatus.OK
-
-    if args.action in ("set", "unset"):
-        touched = [p.partition("=")[0] for p in args.pairs] if args.action == "set" else list(args.keys)
-        _refuse_secret_edit(store, scope, name, touched)
-    if args.action == "set":
-        kv: dict[str, str] = {}
-        for pair in args.pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not _KEY_RE.fullmatch(key):
-                raise UsageError(f'config set: "{key if sep else pair}" is not KEY=VALUE with a valid key')
-            if value == "-":
-                value = env.stdin.readline().rstrip("\n")
-            kv[key] = value
-        store.patch(scope, name, kv)
-        changed = sorted(kv)
-        parts = [f"{verb} {', '.join(keys)}" for verb, keys in (
-            ("set", [k for k in changed if kv[k]]), ("unset", [k for k in changed if not kv[k]])) if keys]
-        message = f"{label}: {'; '.join(parts)}"
-    else:
-        for key in args.keys:
-            if not _KEY_RE.fullmatch(key):
-                raise UsageError(f'config unset: "{key}" is not a valid key')
-        store.unset(scope, name, args.keys)
-        changed = list(args.keys)
-        message = f"{label}: unset {', '.join(changed)}"
-    if args.output == "json":
-        env.stdout.write(json.dumps({"ref": label, "keys": changed}) + "\n")
-    else:
-        env.stdout.write(message + "\n")
-    return ExitStatus.OK
-
-
-def cmd_defaults(args: argparse.Namespace, env: Env) -> int:
-    data = defaults()
-    if env.plugin_mode:
-        envelope_ok(env, data)
-    elif args.output == "json":
-        env.stdout.write(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    else:
-        env.stdout.write('postgres "scope" "name" {\n')
-        for key, value in sorted(data.items()):
-            env.stdout.write(f"  {key:<17}= {json.dumps(value)}\n")
-        env.stdout.write("}\n")
-    return ExitStatus.OK
-
-
 HELP_TEXT = """\
 voodu-postgres — PostgreSQL clusters on Docker from a `postgres "scope" "name" { … }` block
 
 One primary plus N streaming-replication standbys, generated secrets, promote/rejoin,
-synchronous replication, and a reconciler that keeps Docker in line with the file.
+synchronous replication, app wiring and zero-downtime password rotation, and a reconciler that
+keeps Docker in line with the file.
 
 USAGE
   voodu-postgres apply -f voodu.hcl             create or converge; waits until every standby streams
   voodu-postgres info REF [-o json]             topology and every pod as observed now
   voodu-postgres reconcile [REF…] [--dry-run]   one repair pass (--watch: keep going)
+  voodu-postgres link REF APP [--reads]         DATABASE_URL (+ DATABASE_READ_URL) into APP's bucket
+  voodu-postgres unlink REF APP                 remove them again
+  voodu-postgres new-password REF               rotate the superuser password (--replication: the replicator's)
+  voodu-postgres expose REF / unexpose REF      publish on 0.0.0.0 / back to 127.0.0.1
+  voodu-postgres psql REF [-c SQL] [-- ARGS]    psql in the primary (or --replica N), no password needed
   voodu-postgres promote REF --replica N        switchover (no acknowledged write lost); --force: failover
   voodu-postgres rejoin REF --replica N         re-attach a pod as a standby (pg_rewind, else re-clone)
   voodu-postgres delete REF --yes [--prune]     remove pods (--prune: data, secrets, assets too)
@@ -501,13 +230,9 @@ USAGE
   voodu-postgres expand                         Voodu plugin hook (JSON on stdin/stdout)
 
 REF is scope/name. `voodu-postgres <command> --help` shows a command's flags.
-As a Voodu plugin: vd plugins:install <this repository>, then `vd apply -f voodu.hcl`.
+As a Voodu plugin: vd plugins:install <this repository>; then `vd pg:<command> …` runs the same
+commands (info, link, unlink, new-password, expose, unexpose, psql).
 """
-
-
-def cmd_help(env: Env) -> int:
-    env.stdout.write(HELP_TEXT)
-    return ExitStatus.OK
 
 
 # ------------------------------------------------------------------------------------------
@@ -537,47 +262,114 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
 
 
 def _classify(exc: Exception) -> tuple[int, str]:
-    if isinstance(exc, UsageError):
-        return ExitStatus.USAGE, str(exc)
-    if isinstance(exc, CommandError | SpecError | HCLSyntaxError | StoreError | RefError):
-        return ExitStatus.ERROR, str(exc)
-    from voodu_postgres.reconciler.failover import FailoverError
-    from voodu_postgres.reconciler.loop import ConvergeTimeout
-    from voodu_postgres.reconciler.runtime import RuntimeFailure
-
-    if isinstance(exc, ConvergeTimeout | RuntimeFailure | FailoverError):
-        return ExitStatus.ERROR, str(exc)
+    if isinstance(exc, VooduError):
+        return exc.exit_code, str(exc)
     # anything else is a bug or an unexpected environment problem: still one line, no traceback
-    return ExitStatus.ERROR, f"error: {type(exc).__name__}: {exc} (run with --traceback for details)"
+    text = " ".join(str(exc).split())
+    return ExitStatus.ERROR, f"error: {type(exc).__name__}: {text} (run with --traceback for details)"
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """``psql … -- ARGS``: everything after the first ``--`` goes to psql untouched."""
+    if "--" in argv:
+        cut = argv.index("--")
+        return argv[:cut], argv[cut + 1:]
+    return argv, []
 
 
 def _dispatch(argv: list[str], env: Env) -> int:
+    from voodu_postgres.commands import files
+
     if argv[:1] == ["expand"]:
-        return cmd_expand(env)
+        return files.cmd_expand(env)
     parser = build_parser()
     if not argv:
         parser.print_help(env.stdout)
         return ExitStatus.OK
+    head = argv[:argv.index("--")] if "--" in argv else argv
+    argv, passthrough = _split_passthrough(argv) if "psql" in head else (argv, [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help / --version print and "exit" through argparse
-        code = exc.code if isinstance(exc.code, int) else 0
-        return code
-    if args.command == "help":
-        return cmd_help(env)
-    if args.command == "defaults":
-        return cmd_defaults(args, env)
-    if args.command == "validate":
-        return cmd_validate(args, env)
+        return exc.code if isinstance(exc.code, int) else 0
+    command = args.command
+    if command == "help":
+        env.stdout.write(HELP_TEXT)
+        return ExitStatus.OK
+    if command == "defaults":
+        return files.cmd_defaults(args, env)
+    if env.plugin_mode:
+        return _plugin(args, passthrough, env)
+    if command == "validate":
+        return files.cmd_validate(args, env)
+
+    from voodu_postgres.reconciler.store import SqliteStore, resolve_home
+
     home = resolve_home(args.home, env.environ)
     store = SqliteStore(home)
-    if args.command in ("apply", "reconcile", "info", "delete", "promote", "failover", "rejoin"):
-        from voodu_postgres import ops  # imports docker lazily: validate/config stay fast
+    if command == "render":
+        return files.cmd_render(args, env, store)
+    if command == "config":
+        return files.cmd_config(args, env, store)
 
-        return ops.run(args, env, store, home)
-    if args.command == "render":
-        return cmd_render(args, env, store)
-    if args.command == "config":
-        return cmd_config(args, env, store)
-    raise UsageError(f"unknown command {args.command!r}")  # pragma: no cover - argparse rejects first
+    from voodu_postgres.commands import cluster  # imports docker lazily: validate/config stay fast
+    from voodu_postgres.commands.local import LocalMode
 
+    mode = LocalMode(env, store, home)
+    handlers = {"apply": cluster.cmd_apply, "reconcile": cluster.cmd_reconcile, "info": cluster.cmd_info,
+                "delete": cluster.cmd_delete, "promote": cluster.cmd_promote, "failover": cluster.cmd_promote,
+                "rejoin": cluster.cmd_rejoin}
+    if command in handlers:
+        return handlers[command](args, mode)
+    return _app_command(args, passthrough, mode, tty=_stdin_is_tty(env))
+
+
+def _stdin_is_tty(env: Env) -> bool:
+    try:
+        return env.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
+    from voodu_postgres.commands.controller import read_invocation
+    from voodu_postgres.commands.plugin import PluginMode
+
+    if args.command not in PLUGIN_COMMANDS:
+        instead = _UNDER_VOODU.get(args.command, "the standalone CLI")
+        raise UsageError(f"{args.command} manages standalone clusters; under Voodu use {instead}")
+    invocation = read_invocation(env.stdin.read(), env.environ)
+    mode = PluginMode(env, invocation)
+    if args.command == "info":
+        from voodu_postgres.commands.base import Result
+        from voodu_postgres.commands.info import format_info, info_snapshot
+
+        snap = info_snapshot(mode.load(args.ref, observe=True))
+        return mode.finish(Result(format_info(snap).rstrip("\n"), snap), output=args.output)
+    return _app_command(args, passthrough, mode, tty=None)
+
+
+def _app_command(args: argparse.Namespace, passthrough: list[str], mode: Mode, *, tty: bool | None) -> int:
+    """The commands shared by both modes: decide through the mode's facts, carry out through it."""
+    from voodu_postgres.commands import apps, credentials, expose, psql
+
+    command = args.command
+    output = getattr(args, "output", "text")
+    if command == "link":
+        result = apps.decide_link(mode.load(args.ref, observe=False), args.consumer, reads=args.reads,
+                                  load_balance=args.load_balance)
+    elif command == "unlink":
+        result = apps.decide_unlink(mode.load(args.ref, observe=False), args.consumer)
+    elif command == "new-password":
+        say = mode.env.say if output == "text" and not mode.plugin else (lambda _line: None)
+        result = credentials.new_password(mode, args.ref, replication=args.replication,
+                                          no_restart=args.no_restart, progress=lambda line: say(f"  {line}"))
+    elif command in ("expose", "unexpose"):
+        result = expose.decide_expose(mode.load(args.ref, observe=False), public=command == "expose")
+    elif command == "psql":
+        extra = (["-c", args.sql] if args.sql is not None else []) + passthrough
+        result = psql.decide_psql(mode.load(args.ref, observe=True), replica=args.replica, passthrough=extra,
+                                  tty=tty)
+    else:  # pragma: no cover - argparse rejects unknown commands first
+        raise UsageError(f"unknown command {command!r}")
+    return mode.finish(result, output=output)

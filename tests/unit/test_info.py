@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from voodu_postgres.commands.facts import Facts
+from voodu_postgres.commands.info import format_info, info_snapshot, redact
+
 from tests.unit.test_plan import a_primary, a_standby, booting, desired_for, observed
-from voodu_postgres.ops import format_info, info_snapshot, redact
 from voodu_postgres.reconciler.spec import load_spec
 
 SECRET = "f" * 64
@@ -15,7 +17,7 @@ def snapshot(**body: object) -> dict[str, object]:
     obs = observed(d, a_primary(d), a_standby(d, 1), booting(d, 2))
     bucket = {"POSTGRES_PASSWORD": SECRET, "POSTGRES_REPLICATION_PASSWORD": SECRET,
               "POSTGRES_LINKED_CONSUMERS": "shop/web, shop/worker"}
-    return info_snapshot(d, obs, spec, bucket, spec.image)
+    return info_snapshot(Facts(spec, bucket, {}, d, obs))
 
 
 def test_snapshot_has_the_go_fields_and_observed_pods() -> None:

@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import set_sync_names
 from voodu_postgres.reconciler.expand import PRIMARY_ORDINAL_KEY, REPLICATION_PASSWORD_KEY, SWITCHOVER_KEY
@@ -53,7 +54,7 @@ DEFAULT_MAX_LAG = 16 * 1024 * 1024  # bytes of replay lag a planned switchover a
 STOP_TIMEOUT = 60
 
 
-class FailoverError(RuntimeError):
+class FailoverError(VooduError, RuntimeError):
     """A refusal or failure the operator can act on (one line)."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import hcl2
 from hcl2.utils import SerializationOptions
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.spec import PostgresSpec, Problem, SpecError, load_spec
 
 _BLOCK = "__is_block__"
@@ -31,7 +32,7 @@ _OPTIONS = SerializationOptions(
 )
 
 
-class HCLSyntaxError(ValueError):
+class HCLSyntaxError(VooduError, ValueError):
     """The file is not valid HCL; the message is one line with file:line:column."""
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import execute
@@ -29,7 +30,7 @@ from voodu_postgres.states.pod import PodRole
 Progress = Callable[[str], None]
 
 
-class ConvergeTimeout(RuntimeError):
+class ConvergeTimeout(VooduError, RuntimeError):
     """Not converged in time; the message names the stuck pod and ends with its log tail."""
 
 

@@ -73,6 +73,7 @@ class PodStatus:
     guard_tripped: bool = False  # the entrypoint's split-brain guard refused to start it
     volume_exists: bool = False
     port: int | None = None  # the port the container was created with
+    published: str | None = None  # where the host reaches it ("127.0.0.1:49153"), when published
 
     @property
     def running(self) -> bool:

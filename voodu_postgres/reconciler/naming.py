@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from voodu_postgres.errors import VooduError
+
 BACKUPS_ROOT = "/opt/voodu/backups"
 UNSCOPED_DIR = "_unscoped"
 DATA_CLAIM = "data"
@@ -31,7 +33,7 @@ def label_problem(text: str, what: str) -> str | None:
     return None
 
 
-class RefError(ValueError):
+class RefError(VooduError, ValueError):
     """A ``scope/name`` reference that cannot name a resource."""
 
 

@@ -129,6 +129,7 @@ def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desir
         guard_tripped=guard,
         volume_exists=desired.ref.volume(ordinal) in volumes,
         port=info.port,
+        published=info.published.get(info.port or desired.port),
     )
 
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.naming import Ref
 
 STATE_MOUNT = "/run/voodu-postgres"
@@ -33,7 +34,7 @@ _MEMORY_UNITS = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
 _HASH_EXCLUDED = frozenset({"replicas", "health_check", "env_from", "on_probe"})
 
 
-class PodSpecError(ValueError):
+class PodSpecError(VooduError, ValueError):
     """The manifest cannot be turned into a container (e.g. an unknown asset reference)."""
 
 
@@ -101,9 +102,16 @@ def parse_ulimit(name: str, value: object) -> tuple[int, int]:
         raise PodSpecError(f'invalid ulimit {name} = "{text}" (expected soft:hard)') from None
 
 
+#: env values that are secrets a live rotation changes (``new-password``): a pod reads them only
+#: at initdb / from its state file, so a new value must not recreate every pod
+_HASH_EXCLUDED_ENV = frozenset({"POSTGRES_PASSWORD", "PG_REPLICATION_PASSWORD"})
+
+
 def spec_hash(statefulset: Mapping[str, Any], asset_digests: Mapping[str, str]) -> str:
     """sha256 over the pod-shaping fields plus the asset digests (so a changed script rolls pods)."""
     shaped = {k: v for k, v in statefulset.items() if k not in _HASH_EXCLUDED}
+    if isinstance(shaped.get("env"), Mapping):
+        shaped["env"] = {k: v for k, v in shaped["env"].items() if k not in _HASH_EXCLUDED_ENV}
     payload = json.dumps({"spec": shaped, "assets": dict(sorted(asset_digests.items()))}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -24,11 +25,12 @@ import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Healthcheck, LogConfig, Ulimit
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.podspec import PodSpec
 from voodu_postgres.render import Rendered
 
 
-class RuntimeFailure(RuntimeError):
+class RuntimeFailure(VooduError, RuntimeError):
     """A Docker operation failed; the message is one line a human can act on.
 
     ``transient`` marks failures worth retrying (the engine unreachable, gateway errors,
@@ -65,6 +67,7 @@ class ContainerInfo:
     restart_count: int
     exit_code: int
     identity: dict[str, str] = field(default_factory=dict)  # PG_PORT / POSTGRES_USER / POSTGRES_DB it runs with
+    published: dict[int, str] = field(default_factory=dict)  # container port → "host_ip:host_port"
 
     @property
     def port(self) -> int | None:
@@ -87,6 +90,21 @@ def _identity(env: list[str]) -> dict[str, str]:
         key, _, value = item.partition("=")
         if key in _IDENTITY_KEYS:
             out[key] = value
+    return out
+
+
+def _published(attrs: Mapping[str, Any]) -> dict[int, str]:
+    """Published ports of a container: the live bindings when it runs, else the configured ones."""
+    ports = (attrs.get("NetworkSettings") or {}).get("Ports") or {}
+    if not any(ports.values()):
+        ports = (attrs.get("HostConfig") or {}).get("PortBindings") or {}
+    out: dict[int, str] = {}
+    for key, bindings in ports.items():
+        number, _, proto = str(key).partition("/")
+        if proto != "tcp" or not number.isdigit() or not bindings:
+            continue
+        first = bindings[0]
+        out[int(number)] = f"{first.get('HostIp') or '0.0.0.0'}:{first.get('HostPort') or '(random)'}"
     return out
 
 
@@ -134,6 +152,17 @@ def write_state(directory: Path, values: Mapping[str, str]) -> None:
         os.replace(tmp, target)
 
 
+def write_secret(directory: Path, name: str, value: str) -> None:
+    """Write a secret file atomically with mode 0600 (created so, never world-readable)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp creates it 0600
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, directory / name)
+
+
 def file_digests(directory: Path) -> dict[str, str]:
     """sha256 of every asset file currently on disk in ``directory`` (key → digest)."""
     if not directory.is_dir():
@@ -143,6 +172,17 @@ def file_digests(directory: Path) -> dict[str, str]:
         for p in sorted(directory.iterdir())
         if p.is_file() and not p.name.startswith(".")
     }
+
+
+def run_attached(argv: list[str]) -> int:
+    """Run a command on this terminal (stdin, stdout and stderr inherited); its exit code.
+
+    Used for ``exec_local`` in standalone mode, e.g. ``docker exec -it … psql``.
+    """
+    try:
+        return subprocess.call(argv)
+    except FileNotFoundError:
+        raise RuntimeFailure(f"{argv[0]} is not installed on this host") from None
 
 
 class DockerRuntime:
@@ -278,6 +318,7 @@ class DockerRuntime:
                 restart_count=int(container.attrs.get("RestartCount", 0)),
                 exit_code=int(state.get("ExitCode", 0)),
                 identity=_identity(container.attrs.get("Config", {}).get("Env") or []),
+                published=_published(container.attrs),
             ))
         return out
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, ValidationInfo, field_validator
 
+from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.naming import Ref, label_problem
 from voodu_postgres.render.pgconf import is_valid_pg_config_key
 
@@ -122,7 +123,7 @@ class Problem:
         return f"{where}postgres {self.block}: {field}{self.message}"
 
 
-class SpecError(ValueError):
+class SpecError(VooduError, ValueError):
     """One or more problems with a postgres block; ``str()`` is one line per problem."""
 
     def __init__(self, problems: list[Problem]) -> None:

@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from voodu_postgres.errors import VooduError
+
 DEFAULT_HOME = "~/.voodu-postgres"
 HOME_ENV = "VOODU_POSTGRES_HOME"
 DB_FILE = "state.db"
@@ -55,7 +57,7 @@ class AppliedResource:
     applied_at: str
 
 
-class StoreError(RuntimeError):
+class StoreError(VooduError, RuntimeError):
     """The state store could not be opened or written."""
 
 

@@ -86,6 +86,16 @@ if [ -r /run/voodu-postgres/primary_ordinal ]; then
 		PRIMARY_ORDINAL="$state_ordinal"
 	fi
 fi
+# The replication password, newest source first: the value `new-password --replication` hands a
+# live pod while it rotates, the state file standalone keeps current, the bucket's value (Voodu
+# refreshes a pod's env from the bucket when it recreates it), and the creation-time value.
+if [ -n "${VOODU_ROTATED_REPLICATION_PASSWORD:-}" ]; then
+	PG_REPLICATION_PASSWORD="$VOODU_ROTATED_REPLICATION_PASSWORD"
+elif [ -s /run/voodu-postgres/replication_password ]; then
+	PG_REPLICATION_PASSWORD="$(cat /run/voodu-postgres/replication_password)"
+elif [ -n "${POSTGRES_REPLICATION_PASSWORD:-}" ]; then
+	PG_REPLICATION_PASSWORD="$POSTGRES_REPLICATION_PASSWORD"
+fi
 export PGDATA
 # the image's temporary init server and its init scripts' psql calls use PGPORT; keep them on
 # the configured port so initialisation works for any `port`, not just 5432

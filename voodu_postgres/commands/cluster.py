@@ -1,0 +1,281 @@
+"""The commands that act on real clusters in standalone mode: ``apply``, ``reconcile``, ``info``,
+``delete``, ``promote`` and ``rejoin``.
+
+Each resolves its resources through :class:`LocalMode`, delegates the work to the reconciler,
+and formats. Whenever the cluster's shape may have moved — a promote moves the writer, a scale
+changes the reader set — linked consumers' URLs are refreshed afterwards (only those that
+differ), so apps follow the cluster without a separate command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+from docker.errors import DockerException
+from requests import RequestException
+
+from voodu_postgres.commands.base import Env, ExitStatus
+from voodu_postgres.commands.files import read_files
+from voodu_postgres.commands.info import format_info, info_snapshot
+from voodu_postgres.commands.local import LocalMode
+from voodu_postgres.commands.mode import refreshed_consumers
+from voodu_postgres.errors import CommandError, UsageError
+from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
+from voodu_postgres.reconciler.loop import Context, Report, reconcile
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.observe import resource_labels
+from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
+from voodu_postgres.reconciler.runtime import RuntimeFailure
+from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
+
+
+def _say(env: Env, line: str) -> None:
+    env.say(line)
+
+
+def refresh_consumers(mode: LocalMode, spec: PostgresSpec, network: str) -> list[str]:
+    """Rewrite linked consumers' URLs that no longer match the cluster; what was refreshed."""
+    try:
+        facts = mode.facts(spec, network, observe=False)
+    except CommandError:
+        return []  # not seeded yet: nothing can be linked
+    actions = refreshed_consumers(mode, facts)
+    mode.apply_actions(actions, progress=lambda _line: None)
+    return [a.describe() for a in actions]
+
+
+def _print_report(env: Env, report: Report, *, dry_run: bool) -> None:
+    if dry_run:
+        _say(env, f"plan for {report.ref} (dry run — nothing changed):")
+        for seed in report.seeded:
+            _say(env, f"  bucket   {seed}")
+        for step in report.plan.steps:
+            _say(env, f"  step     {step}")
+        for wait in report.plan.waiting:
+            _say(env, f"  then     wait for {wait}")
+        for block in report.plan.blocked:
+            _say(env, f"  blocked  {block}")
+        if not (report.seeded or report.plan.steps or report.plan.waiting or report.plan.blocked):
+            _say(env, "  nothing to do")
+        return
+    _say(env, report.message)
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    return {
+        "ref": report.ref,
+        "converged": report.converged,
+        "message": report.message,
+        "seeded": report.seeded,
+        "steps": [str(s) for s in report.plan.steps],
+        "waiting": [str(w) for w in report.plan.waiting],
+        "blocked": list(report.plan.blocked),
+        "outcomes": [{"step": str(o.step), "ok": o.ok, "detail": o.detail} for o in report.outcomes],
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# apply / reconcile
+
+
+def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
+    env, store = mode.env, mode.store
+    if args.timeout <= 0:
+        raise UsageError("apply: --timeout must be > 0")
+    contents = read_files(args.files, cache_dir=mode.home / "cache")
+    specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
+    if not specs:
+        raise CommandError(f"no postgres blocks in {', '.join(args.files)}")
+    network = mode.network(args.network)
+    for spec, _body in specs:
+        ignored = [k for k in CONTROLLER_ONLY_KEYS if k in spec.passthrough]
+        if ignored and args.output == "text":
+            _say(env, f"⚠ postgres {spec.ref}: {', '.join(ignored)} only work under Voodu's controller; "
+                      "standalone apply ignores them")
+        _refuse_identity_change(store, spec)
+        recorded = store.resource(spec.scope, spec.name)
+        if recorded is not None and recorded.network != network:
+            raise CommandError(f"postgres {spec.ref} runs on network {recorded.network}; apply with "
+                               f"--network {recorded.network} (moving a cluster between networks is not supported)")
+    ctx = mode.context(network)
+    if not args.dry_run:
+        ctx.runtime.ensure_network(network, labels=ctx.extra_labels)
+    reports = []
+    failed = False
+    for spec, body in specs:
+        text = args.output == "text"
+        report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
+                           timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
+                           (lambda _line: None))
+        reports.append(report)
+        if text:
+            _print_report(env, report, dry_run=args.dry_run)
+        if not args.dry_run:
+            for line in refresh_consumers(mode, spec, network):
+                if text:
+                    _say(env, f"  {line}")
+        if report.plan.blocked or any(not o.ok for o in report.outcomes):
+            failed = True
+    if args.output == "json":
+        env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
+    if failed and not args.dry_run:
+        raise CommandError("; ".join(r.message for r in reports if r.plan.blocked or
+                                     any(not o.ok for o in r.outcomes)))
+    return ExitStatus.OK
+
+
+def _refuse_identity_change(store: Any, spec: PostgresSpec) -> None:
+    """``user``, ``database`` and ``replication_user`` are created once, at initdb: changing them
+    in the file afterwards would make the pods connect as roles that do not exist."""
+    recorded = store.resource(spec.scope, spec.name)
+    if recorded is None:
+        return
+    try:
+        before = load_spec(spec.scope, spec.name, recorded.body)
+    except SpecError:
+        return
+    for field in ("user", "database", "replication_user"):
+        old, new = getattr(before, field), getattr(spec, field)
+        if old != new:
+            raise CommandError(
+                f"postgres {spec.ref}: {field} cannot change from {old!r} to {new!r} once the cluster exists "
+                f"(it is created at initdb); create it with SQL instead, or delete --prune and re-apply")
+
+
+def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
+    env, store = mode.env, mode.store
+    if args.watch and args.dry_run:
+        raise UsageError("reconcile: --watch and --dry-run don't combine")
+    if args.interval <= 0:
+        raise UsageError("reconcile: --interval must be > 0")
+    resources = mode.recorded(args.refs)
+    if not resources:
+        _say(env, "no applied clusters on this host")
+        return ExitStatus.OK
+    while True:
+        reports = []
+        if args.watch:
+            # re-read every pass: an apply or delete since the last pass must win, not be undone
+            recorded = {Ref(r.scope, r.name) for r in store.resources()}
+            resources = [r for r in mode.recorded([str(x) for x in recorded])
+                         if not args.refs or str(r[0].ref) in args.refs]
+        for spec, _body, network in resources:
+            ctx = mode.context(network)
+            try:
+                report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
+                                   progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
+                                   else (lambda _line: None))
+                refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
+            except (RuntimeFailure, DockerException, RequestException) as exc:
+                if not args.watch:
+                    raise
+                # a watch loop outlives a Docker hiccup: say so and try again next pass
+                env.stderr.write(f"⚠ {spec.ref}: pass failed: {exc}\n")
+                continue
+            reports.append(report)
+            if args.output == "text":
+                _print_report(env, report, dry_run=args.dry_run)
+                for line in refreshed:
+                    _say(env, f"  {line}")
+        if args.output == "json":
+            env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
+        if not args.watch:
+            failed = [r for r in reports if any(not o.ok for o in r.outcomes)]
+            if failed:
+                raise CommandError("; ".join(r.message for r in failed))
+            return ExitStatus.OK
+        time.sleep(args.interval)
+
+
+def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:
+    snap = info_snapshot(mode.load(args.ref, observe=True))
+    if args.output == "json":
+        mode.env.say(json.dumps(snap, indent=2))
+    else:
+        mode.env.stdout.write(format_info(snap))
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------------------------------
+# delete
+
+
+def cmd_delete(args: argparse.Namespace, mode: LocalMode) -> int:
+    env, store, home = mode.env, mode.store, mode.home
+    spec, _body, _network = mode.recorded([args.ref])[0]
+    ref = spec.ref
+    if not args.yes:
+        what = "containers, data volumes, config bucket and assets" if args.prune else "containers"
+        raise CommandError(f"refusing to delete postgres {ref} without --yes (removes its {what})")
+    runtime = mode.runtime
+    containers = sorted(runtime.list_containers(resource_labels(ref)), key=lambda c: -int(c.labels.get("voodu.replica_ordinal", 0)))
+    for info in containers:  # top-down, the primary (usually pod 0) last
+        runtime.remove_container(info.name)
+    removed_volumes: list[str] = []
+    if args.prune:
+        for volume in runtime.list_volumes({"voodu.scope": ref.scope, "voodu.name": ref.name}):
+            runtime.remove_volume(volume)
+            removed_volumes.append(volume)
+        shutil.rmtree(assets_dir_for(home, spec), ignore_errors=True)
+        shutil.rmtree(state_dir_for(home, spec), ignore_errors=True)
+    store.forget(ref.scope, ref.name, bucket=args.prune)
+    result = {"ref": str(ref), "containers": [c.name for c in containers], "volumes": removed_volumes,
+              "pruned": args.prune}
+    if args.output == "json":
+        env.stdout.write(json.dumps(result, indent=2) + "\n")
+    else:
+        kept = "" if args.prune else " (data volumes and config bucket kept; re-apply to bring it back)"
+        _say(env, f"deleted postgres {ref}: removed {len(containers)} container(s)"
+                  + (f" and {len(removed_volumes)} volume(s)" if args.prune else "") + kept)
+    return ExitStatus.OK
+
+
+# ------------------------------------------------------------------------------------------
+# promote / rejoin
+
+
+FailoverAction = Callable[[PostgresSpec, Context, Callable[[str], None]], str]
+
+
+def _failover_run(args: argparse.Namespace, mode: LocalMode, action: FailoverAction) -> int:
+    env = mode.env
+    spec, _body, network = mode.recorded([args.ref])[0]
+    ctx = mode.context(network)
+    lines: list[str] = []
+    started = time.monotonic()
+
+    def progress(line: str) -> None:
+        stamped = f"[{time.monotonic() - started:5.2f}s] {line}"
+        lines.append(stamped)
+        if args.output == "text":
+            _say(env, f"  {stamped}")
+
+    message = action(spec, ctx, progress)
+    # the writer may have moved: linked apps follow it
+    for line in refresh_consumers(mode, spec, network):
+        progress(line)
+    if args.output == "json":
+        env.stdout.write(json.dumps({"ref": str(spec.ref), "message": message, "steps": lines}, indent=2) + "\n")
+    else:
+        _say(env, message)
+    return ExitStatus.OK
+
+
+def cmd_promote(args: argparse.Namespace, mode: LocalMode) -> int:
+    from voodu_postgres.reconciler.failover import promote
+
+    return _failover_run(args, mode, lambda spec, ctx, progress: promote(
+        spec, ctx, target=args.replica, force=args.force, no_restart=args.no_restart, yes=args.yes,
+        max_lag=args.max_lag, progress=progress))
+
+
+def cmd_rejoin(args: argparse.Namespace, mode: LocalMode) -> int:
+    from voodu_postgres.reconciler.failover import rejoin
+
+    return _failover_run(args, mode, lambda spec, ctx, progress: rejoin(
+        spec, ctx, ordinal=args.replica, progress=progress))

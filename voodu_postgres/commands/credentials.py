@@ -1,0 +1,112 @@
+"""``new-password``: rotate the superuser's (or, with ``--replication``, the replication role's)
+password on the live cluster — role first, then the bucket, then linked apps.
+
+The sequence is built so that, whatever instant it is killed at, some *recorded* password works:
+
+1. a fresh 64-hex password is recorded in the bucket as ``<KEY>_NEXT`` (the intent) — the role
+   still has the current ``<KEY>``;
+2. the role gets it, as a SCRAM verifier computed here (the password never reaches Postgres);
+   from now on ``<KEY>_NEXT`` is the working one;
+3. replication only: running standbys get it in ``primary_conninfo`` by reload (standalone also
+   writes the state file their entrypoint reads on a restart);
+4. ``<KEY>`` becomes the new password and ``<KEY>_NEXT`` is dropped in one bucket write, and every
+   linked consumer's URLs are rewritten.
+
+Re-running after an interruption resumes with the recorded ``<KEY>_NEXT``: it checks the role's
+stored verifier to see whether step 2 happened, and finishes. Sessions already open are never
+cut; no pod restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from voodu_postgres.commands.base import Result
+from voodu_postgres.commands.info import PENDING_SUFFIX
+from voodu_postgres.commands.mode import Mode, refreshed_consumers
+from voodu_postgres.errors import CommandError
+from voodu_postgres.reconciler.actions import config_set
+from voodu_postgres.reconciler.credentials import (
+    repoint_with_password,
+    role_verifier,
+    set_role_verifier,
+    write_replication_password,
+)
+from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, generate_password
+from voodu_postgres.reconciler.runtime import RuntimeFailure
+from voodu_postgres.render import scram
+from voodu_postgres.states.pod import PodRole
+
+
+def new_password(mode: Mode, ref_text: str, *, replication: bool = False, no_restart: bool = False,
+                 generate: Callable[[], str] = generate_password,
+                 progress: Callable[[str], None] = lambda _line: None) -> Result:
+    facts = mode.load(ref_text, observe=True)
+    spec, ref, desired = facts.spec, facts.ref, facts.desired
+    assert desired is not None
+    key = REPLICATION_PASSWORD_KEY if replication else PASSWORD_KEY
+    pending_key = key + PENDING_SUFFIX
+    role = spec.replication_user if replication else spec.user
+    P = facts.primary
+    primary_name = desired.app_name(P)
+    if facts.role(P) is not PodRole.PRIMARY:
+        pod = facts.pod(P)
+        raise CommandError(f"the primary {primary_name} is not serving ({pod.error or pod.state}); a password "
+                           f"can only change on a live primary — run `voodu-postgres reconcile {ref}` first")
+    runtime = mode.runtime
+    try:
+        stored = role_verifier(runtime, desired, P, role)
+        new = facts.bucket.get(pending_key, "")
+        resumed = bool(new)
+        if resumed:
+            progress(f"resuming an interrupted rotation of {key}")
+        else:
+            new = generate()
+            mode.record(ref, {pending_key: new})  # the intent, before the role changes
+        if scram.matches(new, stored):
+            progress(f"role {role} already has the new password")
+        else:
+            set_role_verifier(runtime, desired, P, role, scram.verifier(new))
+            if not scram.matches(new, role_verifier(runtime, desired, P, role)):
+                raise CommandError(f"role {role} on {primary_name} did not take the new password; the bucket "
+                                   f"is unchanged (re-run to retry)")
+            progress(f"role {role} on {primary_name} has the new password (set as a SCRAM verifier)")
+    except RuntimeFailure as exc:
+        raise CommandError(f"password of role {role} not changed: {exc} (the bucket still holds the working "
+                           "password; re-run to retry)") from None
+
+    notes: list[str] = []
+    repointed: list[str] = []
+    if replication:
+        state_dir = mode.state_dir(spec)
+        if state_dir is not None:
+            write_replication_password(state_dir, new)
+        for ordinal in range(spec.replicas):
+            if ordinal == P or facts.role(ordinal) is not PodRole.STANDBY:
+                continue
+            try:
+                repoint_with_password(runtime, desired, ordinal, new)
+                repointed.append(desired.app_name(ordinal))
+            except RuntimeFailure as exc:
+                notes.append(f"⚠ {exc}; it keeps its current connection and picks the new password up "
+                             "when it restarts")
+        if repointed:
+            progress(f"standbys reconnect with the new password (reload, no restart): {', '.join(repointed)}")
+
+    actions = [config_set(ref.scope, ref.name, {key: new, pending_key: ""}, skip_restart=True)]
+    refreshed = [] if replication else refreshed_consumers(mode, facts, password=new, skip_restart=no_restart)
+    actions.extend(refreshed)
+    who = "replication role" if replication else "superuser"
+    message = (f"postgres {ref}: rotated the {who} password ({role}) on {primary_name} — open sessions keep "
+               f"working, new logins need the new password; bucket {key} updated")
+    if repointed:
+        message += f"; standbys {', '.join(repointed)} re-pointed without a restart"
+    if not replication:
+        message += f"; refreshed {len(refreshed)} linked consumer(s)"
+        if no_restart and refreshed:
+            message += " (their restart is up to you: --no-restart)"
+    message += "".join(f"\n{n}" for n in notes)
+    data = {"ref": str(ref), "role": role, "key": key, "resumed": resumed,
+            "consumers_refreshed": [f"{a.scope}/{a.name}" if a.scope else a.name for a in refreshed],
+            "standbys_repointed": repointed}
+    return Result(message, data, actions)

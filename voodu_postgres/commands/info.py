@@ -1,0 +1,153 @@
+"""``info``: the cluster as declared and as observed — pure snapshot and text layout.
+
+Passwords never appear, not even a prefix: only whether each is set and how long it is. Every
+pod lists the address the host reaches it at (its published ``ip:port``), so nobody needs
+``docker port``.
+
+Pure: builds from :class:`Facts`; the CLI prints.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from voodu_postgres.commands.facts import Facts
+from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.reconciler.plan import streams_from_primary
+from voodu_postgres.states.pod import classify
+
+PENDING_SUFFIX = "_NEXT"
+
+def redact(secret: str | None) -> str:
+    """Never shows any part of a secret: only whether it is set and how long it is."""
+    return f"<set, {len(secret)} chars>" if secret else "<unset>"
+
+
+def pending_rotations(bucket: dict[str, str]) -> list[str]:
+    """Password keys whose rotation was interrupted (a ``<KEY>_NEXT`` is still recorded)."""
+    return [k for k in (PASSWORD_KEY, REPLICATION_PASSWORD_KEY) if bucket.get(k + PENDING_SUFFIX)]
+
+
+def info_snapshot(facts: Facts) -> dict[str, Any]:
+    desired, observed, spec, bucket = facts.desired, facts.observed, facts.spec, facts.bucket
+    assert desired is not None and observed is not None, "info needs observed facts"
+    P = desired.target_primary
+    ref = desired.ref
+    consumers = facts.consumers()
+    exposed = facts.exposed
+    primary_pod = observed.pod(P)
+    lags = {r.application_name: r.lag_bytes for r in (primary_pod.pg.replicas if primary_pod and primary_pod.pg
+                                                       else ())}
+    writable = len(observed.writable)
+    pods = []
+    for ordinal in sorted(set(range(desired.replicas)) | {p.ordinal for p in observed.pods}):
+        pod = observed.pod(ordinal)
+        name = desired.app_name(ordinal)
+        entry: dict[str, Any] = {"ordinal": ordinal, "container": ref.container(ordinal), "host": ref.pod_host(ordinal)}
+        if pod is None or not pod.exists:
+            entry.update(role="down", state="absent", desired=ordinal < desired.replicas)
+        else:
+            role = classify(pod, target_primary=P, writable_count=writable)
+            entry.update(role=role.value, state=pod.state, health=pod.health,
+                         desired=ordinal < desired.replicas,
+                         published=pod.published,
+                         up_to_date=pod.spec_hash == desired.pod(ordinal).spec_hash
+                         if ordinal < desired.replicas and not facts.plugin_mode else True)
+            if pod.pg is not None:
+                entry.update(timeline=pod.pg.timeline, lsn=pod.pg.lsn, pending_restart=pod.pg.pending_restart)
+                if pod.pg.in_recovery:
+                    entry.update(streaming_from_primary=streams_from_primary(desired, pod),
+                                 replay_lag_bytes=lags.get(name))
+            elif pod.error:
+                entry["error"] = pod.error
+        pods.append(entry)
+    out: dict[str, Any] = {
+        "ref": str(ref),
+        "image": spec.image,
+        "replicas": desired.replicas,
+        "primary_ordinal": P,
+        "primary_fqdn": ref.pod_host(P),
+    }
+    standbys = [ref.pod_host(o) for o in range(desired.replicas) if o != P]
+    if standbys:
+        out["standby_fqdns"] = standbys
+    out.update({
+        "super_user": spec.user,
+        "database": spec.database,
+        "port": spec.port,
+        "replication_user": spec.replication_user,
+        "password_redacted": redact(bucket.get(PASSWORD_KEY)),
+        "replication_password_redacted": redact(bucket.get(REPLICATION_PASSWORD_KEY)),
+        "exposed": exposed,
+        "bind_address": "0.0.0.0 (every interface)" if exposed
+        else "127.0.0.1 (loopback only — voodu-postgres expose publishes it)",
+        "synchronous": spec.synchronous,
+        "network": desired.network,
+    })
+    if consumers:
+        out["linked_consumers"] = consumers
+    interrupted = pending_rotations(bucket)
+    if interrupted:
+        out["interrupted_rotations"] = interrupted
+    out["pods"] = pods
+    return out
+
+
+def format_info(snap: dict[str, Any]) -> str:
+    title = f"postgres {snap['ref']}"
+    lines = [title, "─" * min(len(title), 80)]
+
+    def row(label: str, value: Any) -> None:
+        lines.append(f"  {label:<16}{value}")
+
+    row("image", snap["image"])
+    row("replicas", f"{snap['replicas']} (primary=pod-{snap['primary_ordinal']})")
+    row("primary", f"{snap['primary_fqdn']}:{snap['port']}")
+    if snap.get("standby_fqdns"):
+        row("standbys", "")
+        lines.extend(f"{'':18}{h}:{snap['port']}" for h in snap["standby_fqdns"])
+    lines.append("")
+    row("database", snap["database"])
+    row("super_user", f"{snap['super_user']} (password {snap['password_redacted']})")
+    row("replication", f"{snap['replication_user']} (password {snap['replication_password_redacted']})")
+    lines.append("")
+    row("bind", snap["bind_address"])
+    for key in snap.get("interrupted_rotations", []):
+        flag = " --replication" if key == REPLICATION_PASSWORD_KEY else ""
+        row("⚠ rotation", f"{key} rotation was interrupted; finish it: voodu-postgres new-password {snap['ref']}{flag}")
+    lines.append("")
+    lines.append(_pods_table(snap["pods"]).rstrip("\n"))
+    lines.append("")
+    consumers = snap.get("linked_consumers") or []
+    if consumers:
+        lines.append(f"  linked consumers ({len(consumers)})")
+        lines.extend(f"{'':18}{c}" for c in consumers)
+    else:
+        lines.append("  linked consumers (none) — voodu-postgres link wires one")
+    return "\n".join(lines) + "\n"
+
+
+def _pods_table(pods: list[dict[str, Any]]) -> str:
+    """One row per pod, rendered by rich as plain text (no colour codes: output may be piped)."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 2, 0, 0))
+    for header in ("POD", "ROLE", "STATE", "HOST ADDRESS", "TIMELINE", "LAG", "STREAMING", ""):
+        table.add_column(header)
+    for pod in pods:
+        lag = pod.get("replay_lag_bytes")
+        streaming = pod.get("streaming_from_primary")
+        notes = [note for flag, note in ((pod.get("desired", True), "surplus"),
+                                         (pod.get("up_to_date", True), "outdated spec")) if not flag]
+        table.add_row(str(pod["ordinal"]), pod["role"], pod["state"], pod.get("published") or "—",
+                      str(pod.get("timeline") or "—"),
+                      "—" if lag is None else f"{lag} B",
+                      "—" if streaming is None else ("yes" if streaming else "NO"), ", ".join(notes))
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, color_system=None, highlight=False).print(table)
+    return "\n".join("  " + line.rstrip() for line in buffer.getvalue().splitlines() if line.strip())
+
+

@@ -26,14 +26,38 @@ def test_manifest_names_the_block_type_alias_and_entrypoint() -> None:
     assert version and version.group(1) == __version__
 
 
-def test_declared_commands_are_handled() -> None:
+def cli_commands() -> set[str]:
+    import argparse
+
+    from voodu_postgres.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return set(sub.choices) | {"expand", "help"}
+
+
+def test_plugin_yml_declares_exactly_the_cli_commands() -> None:
+    from voodu_postgres.cli import COMMANDS
+
     declared = re.findall(r"^  - name: (\S+)$", plugin_yml(), re.M)
-    assert "expand" in declared and "help" in declared
-    for command in declared:
+    assert len(declared) == len(set(declared)), "a command is declared twice"
+    assert set(declared) == cli_commands(), "plugin.yml and the CLI disagree on the command list"
+    assert set(COMMANDS) == cli_commands()
+
+
+def test_every_declared_command_answers_help_through_the_entry_point() -> None:
+    for command in re.findall(r"^  - name: (\S+)$", plugin_yml(), re.M):
         if command == "expand":
             continue
-        proc = run_entry(command)
+        proc = run_entry(command, "--help")
         assert proc.returncode == 0, (command, proc.stdout, proc.stderr)
+        assert proc.stdout.strip(), command
+
+
+def test_standalone_only_commands_refuse_under_voodu_with_one_line() -> None:
+    proc = run_entry("apply", "-f", "x.hcl")
+    assert proc.returncode == 1
+    envelope = json.loads(proc.stdout)
+    assert envelope["status"] == "error" and "vd apply" in envelope["error"]
 
 
 def run_entry(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

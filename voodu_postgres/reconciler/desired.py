@@ -12,11 +12,12 @@ env, resources, the wrapper script — is in the hash, so a change there recreat
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from voodu_postgres.reconciler.expand import SWITCHOVER_KEY, expand, primary_ordinal
 from voodu_postgres.reconciler.model import Desired
-from voodu_postgres.reconciler.podspec import build_pod
+from voodu_postgres.reconciler.podspec import PodSpec, build_pod
 from voodu_postgres.reconciler.spec import PostgresSpec
 
 OVERRIDES_KEY = "pg_overrides_conf"
@@ -50,9 +51,9 @@ def derive(
     digests = {f.name: f.sha256 for f in expansion.files if f.name != OVERRIDES_KEY}
     overrides = next(f for f in expansion.files if f.name == OVERRIDES_KEY)
     pods = tuple(
-        build_pod(statefulset, ordinal, asset_paths=paths, asset_digests=digests, bucket=bucket,
-                  network=network, extra_labels=extra_labels,
-                  state_dir=str(state_dir) if state_dir is not None else None)
+        _own_host_port(build_pod(statefulset, ordinal, asset_paths=paths, asset_digests=digests, bucket=bucket,
+                                 network=network, extra_labels=extra_labels,
+                                 state_dir=str(state_dir) if state_dir is not None else None))
         for ordinal in range(spec.replicas)
     )
     target = primary_ordinal(bucket)
@@ -72,6 +73,17 @@ def derive(
         switchover=int(switchover) if switchover.isdigit() else None,
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
     )
+
+
+def _own_host_port(pod: PodSpec) -> PodSpec:
+    """Give each pod its own host port when the cluster is published on a fixed one.
+
+    Voodu applies one port list to every pod, so only one pod could bind ``0.0.0.0:5432``;
+    standalone runs the containers itself and publishes pod N on ``5432 + N`` instead (``info``
+    shows where each pod is). Random loopback ports need no change.
+    """
+    moved = [replace(p, host_port=p.host_port + pod.ordinal) if p.host_port is not None else p for p in pod.ports]
+    return replace(pod, ports=moved)
 
 
 def sync_standby_names(spec: PostgresSpec, primary: int) -> str:

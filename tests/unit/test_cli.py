@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from voodu_postgres.cli import Env, main
+from voodu_postgres.cli import main
+from voodu_postgres.commands.base import Env
 
 
 class Run:

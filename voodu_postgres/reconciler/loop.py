@@ -87,8 +87,8 @@ def reconcile(
     if bucket.get(PASSWORD_KEY) and any(PASSWORD_KEY in (a.kv or {}) for a in seeds) \
             and ctx.store.resource(spec.scope, spec.name) is not None:
         raise SpecError([Problem(str(ref), "password", (
-            "differs from the password this cluster was created with; changing it is not supported yet "
-            "(the role would keep the old one). Remove `password` from the block or set it back"))])
+            "differs from the cluster's current password (editing it here would not change the role); "
+            f"remove `password` from the block, and rotate with `voodu-postgres new-password {ref}`"))])
     if dry_run:
         simulated = dict(bucket)
         for action in seeds:

@@ -52,6 +52,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
+def _lock_flags(p: argparse.ArgumentParser, *, no_wait_help: str | None = None) -> None:
+    """Flags of every command that holds the cluster's lease (one mutating operation at a time)."""
+    p.add_argument("--lock-timeout", type=float, default=300.0, metavar="S",
+                   help="how long to wait for another operation on the cluster to finish (default 300)")
+    p.add_argument("--no-wait", action="store_true",
+                   help=no_wait_help or "fail at once, naming it, if another operation holds the cluster")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="voodu-postgres",
@@ -105,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("apply", help="create or converge the clusters in HCL files and wait until ready")
     p.add_argument("-f", "--file", dest="files", action="append", required=True, metavar="FILE")
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
-    p.add_argument("--no-wait", action="store_true", help="start the work, don't wait for readiness")
     p.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait (default 300)")
+    _lock_flags(p, no_wait_help="never block: start the work without waiting for readiness, and fail at once if "
+                                "another operation holds the cluster")
     p.add_argument("--network", help=f"Docker network (default ${NETWORK_ENV} or {DEFAULT_NETWORK})")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
@@ -115,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the plan; change nothing")
     p.add_argument("--watch", action="store_true", help="keep reconciling")
     p.add_argument("--interval", type=float, default=10.0, metavar="S", help="seconds between passes with --watch")
+    _lock_flags(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("info", help="cluster topology: the spec, the bucket, and every pod as observed now")
@@ -125,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ref", metavar="REF")
     p.add_argument("--prune", action="store_true", help="also remove data volumes, the config bucket, assets")
     p.add_argument("-y", "--yes", action="store_true", help="confirm (required: this stops the database)")
+    _lock_flags(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     for name, aliases in (("promote", ["failover"]),):
@@ -148,12 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="failover: accept promoting a standby that received less WAL than another")
         p.add_argument("--max-lag", type=int, default=16 * 1024 * 1024, metavar="BYTES",
                        help="largest replay lag a planned switchover accepts (default 16 MiB)")
+        _lock_flags(p)
         p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("rejoin", help="re-attach a pod as a standby of the current primary (pg_rewind, "
                                       "or a fresh clone when rewind is impossible)")
     p.add_argument("ref", metavar="REF")
     p.add_argument("-r", "--replica", type=int, required=True, metavar="N", help="ordinal to rejoin")
+    _lock_flags(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("link", help="wire an app to the cluster: DATABASE_URL (and DATABASE_READ_URL) in its bucket",
@@ -184,12 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rotate the replication role instead (standbys reconnect by reload)")
     p.add_argument("--no-restart", action="store_true",
                    help="don't restart linked apps for their new URLs (under Voodu; you restart them)")
+    _lock_flags(p)
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     for name, text in (("expose", "publish the cluster on every interface (0.0.0.0)"),
                        ("unexpose", "publish the cluster on loopback (127.0.0.1) only")):
         p = sub.add_parser(name, help=text)
         p.add_argument("ref", metavar="REF")
+        _lock_flags(p)
         p.add_argument("-o", "--output", choices=["text", "json"], default="text")
 
     p = sub.add_parser("psql", help="psql in the primary (or pod N) as the superuser, no password needed",
@@ -315,7 +330,8 @@ def _dispatch(argv: list[str], env: Env) -> int:
     from voodu_postgres.commands import cluster  # imports docker lazily: validate/config stay fast
     from voodu_postgres.commands.local import LocalMode
 
-    mode = LocalMode(env, store, home)
+    mode = LocalMode(env, store, home, lock_timeout=getattr(args, "lock_timeout", 300.0),
+                     lock_wait=not getattr(args, "no_wait", False))
     handlers = {"apply": cluster.cmd_apply, "reconcile": cluster.cmd_reconcile, "info": cluster.cmd_info,
                 "delete": cluster.cmd_delete, "promote": cluster.cmd_promote, "failover": cluster.cmd_promote,
                 "rejoin": cluster.cmd_rejoin}
@@ -362,10 +378,14 @@ def _app_command(args: argparse.Namespace, passthrough: list[str], mode: Mode, *
         result = apps.decide_unlink(mode.load(args.ref, observe=False), args.consumer)
     elif command == "new-password":
         say = mode.env.say if output == "text" and not mode.plugin else (lambda _line: None)
-        result = credentials.new_password(mode, args.ref, replication=args.replication,
-                                          no_restart=args.no_restart, progress=lambda line: say(f"  {line}"))
+        with mode.lease(args.ref, "new-password"):
+            result = credentials.new_password(mode, args.ref, replication=args.replication,
+                                              no_restart=args.no_restart, progress=lambda line: say(f"  {line}"))
+            return mode.finish(result, output=output)
     elif command in ("expose", "unexpose"):
-        result = expose.decide_expose(mode.load(args.ref, observe=False), public=command == "expose")
+        with mode.lease(args.ref, command):
+            result = expose.decide_expose(mode.load(args.ref, observe=False), public=command == "expose")
+            return mode.finish(result, output=output)
     elif command == "psql":
         extra = (["-c", args.sql] if args.sql is not None else []) + passthrough
         result = psql.decide_psql(mode.load(args.ref, observe=True), replica=args.replica, passthrough=extra,

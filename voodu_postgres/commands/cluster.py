@@ -14,6 +14,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 from docker.errors import DockerException
@@ -26,6 +27,7 @@ from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.commands.mode import refreshed_consumers
 from voodu_postgres.errors import CommandError, UsageError
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
+from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.observe import resource_labels
@@ -109,16 +111,17 @@ def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
     failed = False
     for spec, body in specs:
         text = args.output == "text"
-        report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
-                           timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
-                           (lambda _line: None))
+        # a dry run reads only: it takes no lease
+        with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "apply"):
+            report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
+                               timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
+                               (lambda _line: None))
+            refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
         reports.append(report)
         if text:
             _print_report(env, report, dry_run=args.dry_run)
-        if not args.dry_run:
-            for line in refresh_consumers(mode, spec, network):
-                if text:
-                    _say(env, f"  {line}")
+            for line in refreshed:
+                _say(env, f"  {line}")
         if report.plan.blocked or any(not o.ok for o in report.outcomes):
             failed = True
     if args.output == "json":
@@ -167,10 +170,16 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
         for spec, _body, network in resources:
             ctx = mode.context(network)
             try:
-                report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
-                                   progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
-                                   else (lambda _line: None))
-                refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
+                with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "reconcile"):
+                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
+                                       progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
+                                       else (lambda _line: None))
+                    refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
+            except LeaseBusy as exc:
+                if not args.watch:
+                    raise
+                env.stderr.write(f"⚠ {spec.ref}: skipped this pass: {exc}\n")
+                continue
             except (RuntimeFailure, DockerException, RequestException) as exc:
                 if not args.watch:
                     raise
@@ -213,17 +222,19 @@ def cmd_delete(args: argparse.Namespace, mode: LocalMode) -> int:
         what = "containers, data volumes, config bucket and assets" if args.prune else "containers"
         raise CommandError(f"refusing to delete postgres {ref} without --yes (removes its {what})")
     runtime = mode.runtime
-    containers = sorted(runtime.list_containers(resource_labels(ref)), key=lambda c: -int(c.labels.get("voodu.replica_ordinal", 0)))
-    for info in containers:  # top-down, the primary (usually pod 0) last
-        runtime.remove_container(info.name)
-    removed_volumes: list[str] = []
-    if args.prune:
-        for volume in runtime.list_volumes({"voodu.scope": ref.scope, "voodu.name": ref.name}):
-            runtime.remove_volume(volume)
-            removed_volumes.append(volume)
-        shutil.rmtree(assets_dir_for(home, spec), ignore_errors=True)
-        shutil.rmtree(state_dir_for(home, spec), ignore_errors=True)
-    store.forget(ref.scope, ref.name, bucket=args.prune)
+    with mode.lease(str(ref), "delete"):
+        containers = sorted(runtime.list_containers(resource_labels(ref)),
+                            key=lambda c: -int(c.labels.get("voodu.replica_ordinal", 0)))
+        for info in containers:  # top-down, the primary (usually pod 0) last
+            runtime.remove_container(info.name)
+        removed_volumes: list[str] = []
+        if args.prune:
+            for volume in runtime.list_volumes({"voodu.scope": ref.scope, "voodu.name": ref.name}):
+                runtime.remove_volume(volume)
+                removed_volumes.append(volume)
+            shutil.rmtree(assets_dir_for(home, spec), ignore_errors=True)
+            shutil.rmtree(state_dir_for(home, spec), ignore_errors=True)
+        store.forget(ref.scope, ref.name, bucket=args.prune)
     result = {"ref": str(ref), "containers": [c.name for c in containers], "volumes": removed_volumes,
               "pruned": args.prune}
     if args.output == "json":
@@ -255,10 +266,11 @@ def _failover_run(args: argparse.Namespace, mode: LocalMode, action: FailoverAct
         if args.output == "text":
             _say(env, f"  {stamped}")
 
-    message = action(spec, ctx, progress)
-    # the writer may have moved: linked apps follow it
-    for line in refresh_consumers(mode, spec, network):
-        progress(line)
+    with mode.lease(str(spec.ref), args.command):
+        message = action(spec, ctx, progress)
+        # the writer may have moved: linked apps follow it
+        for line in refresh_consumers(mode, spec, network):
+            progress(line)
     if args.output == "json":
         env.stdout.write(json.dumps({"ref": str(spec.ref), "message": message, "steps": lines}, indent=2) + "\n")
     else:

@@ -68,9 +68,14 @@ def read_files(paths: Sequence[str], cache_dir: Path | None = None) -> list[File
     for raw in paths:
         path = Path(raw)
         try:
-            text = path.read_text(encoding="utf-8")
+            data = path.read_bytes()
         except OSError as exc:
             lines.append(f"{raw}: cannot read: {exc.strerror or exc}")
+            continue
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            lines.append(f"{raw}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
             continue
         try:
             contents.append(load_text(text, source=raw, blocks=_cached_blocks(text, raw, cache_dir)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from voodu_postgres.errors import CommandError, UsageError
 from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.expand import expand
+from voodu_postgres.reconciler.lease import cluster_lease
 from voodu_postgres.reconciler.loop import Context, reconcile
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
@@ -42,11 +44,19 @@ def parse_cli_ref(text: str) -> Ref:
 class LocalMode:
     plugin = False
 
-    def __init__(self, env: Env, store: SqliteStore, home: Path, *, runtime: DockerRuntime | None = None) -> None:
+    def __init__(self, env: Env, store: SqliteStore, home: Path, *, runtime: DockerRuntime | None = None,
+                 lock_timeout: float = 300.0, lock_wait: bool = True) -> None:
         self.env = env
         self.store = store
         self.home = home
         self._runtime = runtime
+        self.lock_timeout = lock_timeout
+        self.lock_wait = lock_wait
+
+    def lease(self, ref_text: str, command: str) -> AbstractContextManager[object]:
+        """Hold the cluster's operation lease (one mutating operation per cluster at a time)."""
+        return cluster_lease(self.store, parse_cli_ref(ref_text), command, wait=self.lock_wait,
+                             timeout=self.lock_timeout, on_wait=self.env.warn)
 
     # -- where things come from -----------------------------------------------------------
 

@@ -7,6 +7,7 @@ serves ``voodu-postgres link …`` and ``vd pg:link …`` alike.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -42,6 +43,10 @@ class Mode(Protocol):
 
     def state_dir(self, spec: PostgresSpec) -> Path | None:
         """Standalone's per-cluster state directory mounted into pods (None under Voodu)."""
+        ...
+
+    def lease(self, ref_text: str, command: str) -> AbstractContextManager[object]:
+        """Hold the cluster's operation lease for a mutating command (standalone only)."""
         ...
 
     def finish(self, result: Result, *, output: str) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
 from voodu_postgres.commands.base import Env, Result, envelope_ok
@@ -76,6 +77,10 @@ class PluginMode:
 
     def state_dir(self, spec: PostgresSpec) -> Path | None:
         return None
+
+    def lease(self, ref_text: str, command: str) -> AbstractContextManager[object]:
+        """Voodu's controller serialises its own work per app; there is no standalone lease here."""
+        return nullcontext()
 
     def finish(self, result: Result, *, output: str) -> int:
         message = result.message if output == "text" else json.dumps({"message": result.message, **result.data},

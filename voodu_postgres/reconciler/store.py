@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,6 +37,18 @@ CREATE TABLE IF NOT EXISTS bucket (
     value TEXT NOT NULL,
     PRIMARY KEY (scope, name, key)
 );
+CREATE TABLE IF NOT EXISTS lease (
+    scope    TEXT NOT NULL,
+    name     TEXT NOT NULL,
+    holder   TEXT NOT NULL,     -- unique per operation
+    pid      INTEGER NOT NULL,
+    pid_start TEXT NOT NULL,    -- the process' start time: a reused pid is not the holder
+    host     TEXT NOT NULL,
+    command  TEXT NOT NULL,
+    started  REAL NOT NULL,     -- unix time
+    expires  REAL NOT NULL,     -- unix time; renewed while the holder works
+    PRIMARY KEY (scope, name)
+);
 CREATE TABLE IF NOT EXISTS resource (
     scope      TEXT NOT NULL,
     name       TEXT NOT NULL,
@@ -55,6 +67,21 @@ class AppliedResource:
     body: dict[str, Any]
     network: str
     applied_at: str
+
+
+@dataclass(frozen=True)
+class Lease:
+    """Who holds a cluster's operation lease (see :mod:`voodu_postgres.reconciler.lease`)."""
+
+    scope: str
+    name: str
+    holder: str
+    pid: int
+    pid_start: str
+    host: str
+    command: str
+    started: float
+    expires: float
 
 
 class StoreError(VooduError, RuntimeError):
@@ -92,6 +119,14 @@ class Store(Protocol):
     def forget(self, scope: str, name: str, *, bucket: bool = False) -> None:
         """Drop the recorded block, and with ``bucket`` the resource's own bucket (``delete --prune``)."""
         ...
+
+
+_LEASE_COLUMNS = "scope, name, holder, pid, pid_start, host, command, started, expires"
+
+
+def _lease(row: tuple[Any, ...]) -> Lease:
+    a, b, c, d, e, f, g, h, i = row
+    return Lease(str(a), str(b), str(c), int(d), str(e), str(f), str(g), float(h), float(i))
 
 
 def resolve_home(explicit: str | None = None, env: Mapping[str, str] | None = None) -> Path:
@@ -164,6 +199,57 @@ class SqliteStore:
         if bucket:
             self._exec("DELETE FROM bucket WHERE scope = ? AND name = ?", (scope, name))
 
+    # -- leases ------------------------------------------------------------------------------
+
+    def try_lease(self, want: Lease, *, is_dead: Callable[[Lease], bool], now: float) -> Lease:
+        """Take the lease of (scope, name) for ``want`` unless someone live holds it.
+
+        Returns the holder after the attempt: ``want`` when taken (or already ours), else the
+        current holder. A lease that expired, or whose holder process is dead, is taken over.
+        One ``BEGIN IMMEDIATE`` transaction, so two processes cannot both win.
+        """
+        try:
+            with closing(self._connect()) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    row = conn.execute(f"SELECT {_LEASE_COLUMNS} FROM lease WHERE scope = ? AND name = ?",
+                                       (want.scope, want.name)).fetchone()
+                    current = _lease(row) if row else None
+                    if current is not None and current.holder != want.holder and current.expires > now \
+                            and not is_dead(current):
+                        conn.execute("ROLLBACK")
+                        return current
+                    conn.execute(
+                        f"INSERT OR REPLACE INTO lease ({_LEASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (want.scope, want.name, want.holder, want.pid, want.pid_start, want.host, want.command,
+                         want.started, want.expires))
+                    conn.execute("COMMIT")
+                    return want
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from None
+
+    def renew_lease(self, scope: str, name: str, holder: str, expires: float) -> bool:
+        """Push our lease's expiry out; False when it is no longer ours (taken over)."""
+        try:
+            with closing(self._connect()) as conn:
+                cur = conn.execute("UPDATE lease SET expires = ? WHERE scope = ? AND name = ? AND holder = ?",
+                                   (expires, scope, name, holder))
+                return cur.rowcount == 1
+        except sqlite3.Error:
+            return True  # a busy store must not kill the operation; the next renewal retries
+
+    def release_lease(self, scope: str, name: str, holder: str) -> None:
+        self._exec("DELETE FROM lease WHERE scope = ? AND name = ? AND holder = ?", (scope, name, holder))
+
+    def lease(self, scope: str, name: str) -> Lease | None:
+        with closing(self._connect()) as conn:
+            row = conn.execute(f"SELECT {_LEASE_COLUMNS} FROM lease WHERE scope = ? AND name = ?",
+                               (scope, name)).fetchone()
+        return _lease(row) if row else None
+
     def _resources(self, where: str, params: tuple[str, ...]) -> list[AppliedResource]:
         with closing(self._connect()) as conn:
             rows = conn.execute(
@@ -171,7 +257,7 @@ class SqliteStore:
             ).fetchall()
         return [AppliedResource(str(a), str(b), json.loads(c), str(d), str(e)) for a, b, c, d, e in rows]
 
-    def _exec(self, sql: str, params: tuple[str, ...]) -> None:
+    def _exec(self, sql: str, params: tuple[Any, ...]) -> None:
         try:
             with closing(self._connect()) as conn:
                 conn.execute(sql, params)

@@ -1,0 +1,108 @@
+"""One mutating operation per cluster at a time: a lease kept in the state store.
+
+``apply``, each ``reconcile`` pass, ``promote``, ``rejoin``, ``delete``, ``new-password`` and
+``expose``/``unexpose`` hold the cluster's lease while they work; a second one waits (saying who
+holds it) up to ``--lock-timeout``, or with ``--no-wait`` fails at once naming the holder.
+Read-only commands take none.
+
+Nothing can wedge a cluster: the holder renews the lease from a background thread while it works
+(``TTL`` seconds ahead), so a holder killed with ``kill -9`` stops renewing and its lease expires;
+on the same host a dead holder is noticed at once (its pid is gone, or now belongs to a process
+that started later) and the lease is taken over immediately.
+
+Because every mutating operation holds the lease, an in-flight marker found in the bucket by
+someone holding the lease (a promote's ``PG_SWITCHOVER_TO``) can only belong to an operation that
+died: the reconciler may finish it instead of waiting for it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from voodu_postgres.errors import CommandError
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.store import Lease, SqliteStore
+
+TTL = 15.0  # seconds a lease lives without renewal
+POLL = 0.25
+
+
+class LeaseBusy(CommandError):
+    """Another live operation holds the cluster's lease."""
+
+
+def _pid_start(pid: int) -> str:
+    """The process' start time in clock ticks since boot (field 22 of /proc/<pid>/stat), or ""."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            stat = handle.read()
+    except OSError:
+        return ""
+    # the command name (field 2) may contain spaces and parentheses: split after the last ")"
+    fields = stat.rsplit(")", 1)[-1].split()
+    return fields[19] if len(fields) > 19 else ""
+
+
+def holder_is_dead(lease: Lease) -> bool:
+    """A holder on this host whose process is gone (or whose pid was reused) is dead."""
+    if lease.host != socket.gethostname():
+        return False  # another host: only expiry can tell
+    start = _pid_start(lease.pid)
+    return start == "" or (lease.pid_start != "" and start != lease.pid_start)
+
+
+def describe(lease: Lease) -> str:
+    since = datetime.fromtimestamp(lease.started, UTC).strftime("%H:%M:%S")
+    return f"`{lease.command}` (pid {lease.pid} on {lease.host}, since {since} UTC)"
+
+
+@contextmanager
+def cluster_lease(store: SqliteStore, ref: Ref, command: str, *, wait: bool = True, timeout: float = 300.0,
+                  on_wait: Callable[[str], None] = lambda _line: None,
+                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                  ttl: float = TTL) -> Iterator[Lease]:
+    """Hold ``ref``'s lease for the body of the ``with`` block."""
+    pid = os.getpid()
+    want = Lease(ref.scope, ref.name, uuid.uuid4().hex, pid, _pid_start(pid), socket.gethostname(), command,
+                 clock(), clock() + ttl)
+    deadline = clock() + timeout
+    announced = ""
+    while True:
+        now = clock()
+        got = store.try_lease(Lease(**{**want.__dict__, "started": now, "expires": now + ttl}),
+                              is_dead=holder_is_dead, now=now)
+        if got.holder == want.holder:
+            want = got
+            break
+        if not wait:
+            raise LeaseBusy(f"postgres {ref} is busy: {describe(got)} is running; retry when it is done "
+                            "(or drop --no-wait to wait for it)")
+        if clock() > deadline:
+            raise LeaseBusy(f"postgres {ref} is still busy after {timeout:.0f}s: {describe(got)} is running "
+                            "(raise --lock-timeout to wait longer)")
+        if got.holder != announced:
+            on_wait(f"waiting for {describe(got)} to finish…")
+            announced = got.holder
+        sleep(POLL)
+
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(ttl / 3):
+            store.renew_lease(ref.scope, ref.name, want.holder, clock() + ttl)
+
+    renewer = threading.Thread(target=renew, name=f"lease-{ref}", daemon=True)
+    renewer.start()
+    try:
+        yield want
+    finally:
+        stop.set()
+        renewer.join(5)
+        store.release_lease(ref.scope, ref.name, want.holder)

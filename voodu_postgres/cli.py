@@ -277,10 +277,14 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
 
 
 def _classify(exc: Exception) -> tuple[int, str]:
+    from voodu_postgres.reconciler.spec import printable
+
+    if isinstance(exc, UsageError):
+        return exc.exit_code, printable(str(exc))  # bad usage is one line, whatever the arguments held
     if isinstance(exc, VooduError):
         return exc.exit_code, str(exc)
     # anything else is a bug or an unexpected environment problem: still one line, no traceback
-    text = " ".join(str(exc).split())
+    text = printable(" ".join(str(exc).split()))
     return ExitStatus.ERROR, f"error: {type(exc).__name__}: {text} (run with --traceback for details)"
 
 
@@ -308,6 +312,11 @@ def _dispatch(argv: list[str], env: Env) -> int:
     except SystemExit as exc:  # --help / --version print and "exit" through argparse
         return exc.code if isinstance(exc.code, int) else 0
     command = args.command
+    if command is None:  # only global flags (`--home DIR`): as with no arguments at all
+        parser.print_help(env.stdout)
+        return ExitStatus.OK
+    if command == "expand":  # after global flags (`--home DIR expand`)
+        return files.cmd_expand(env)
     if command == "help":
         env.stdout.write(HELP_TEXT)
         return ExitStatus.OK

@@ -247,7 +247,7 @@ def test_psql_runs_without_a_terminal_and_returns_psqls_exit_code(c: Cluster) ->
     ok = psql("-c", "SELECT 40 + 2", "--", "-At")
     assert (ok.returncode, ok.stdout) == (0, "42\n"), ok
     standby = next(o for o in range(3) if o != primary(c))
-    assert psql("--replica", str(standby), "-At", "-c", "SELECT pg_is_in_recovery()").stdout == "t\n"
+    assert psql("--replica", str(standby), "-c", "SELECT pg_is_in_recovery()", "--", "-At").stdout == "t\n"
     bad = psql("-c", "SELECT 1/0")
     assert bad.returncode == 1 and "division by zero" in bad.stderr
     missing = psql("--replica", "7", "-c", "SELECT 1")

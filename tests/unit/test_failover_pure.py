@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from voodu_postgres.reconciler.failover import _fmt_lsn, _lsn
+from voodu_postgres.reconciler.failover import _fmt_lsn
+from voodu_postgres.reconciler.repair import lsn as _lsn
 
 
 @pytest.mark.parametrize("text,value", [("0/0", 0), ("0/3000060", 0x3000060), ("1/0", 1 << 32),

@@ -201,16 +201,18 @@ def test_two_writable_pods_is_split_brain_and_nothing_is_started() -> None:
     p = plan(d, observed(d, a_primary(d), a_primary(d, 1)))
     assert not p.steps
     assert any("split brain" in b for b in p.blocked)
-    assert p.message.startswith("shop/db: blocked: split brain: db-0, db-1")
+    assert p.message.startswith("shop/db: blocked: split brain: db-1 accept(s) writes next to the primary db-0")
+    assert not p.converged
 
 
-def test_guard_tripped_standby_is_reported_with_the_recovery_command() -> None:
+def test_guard_tripped_standby_is_rejoined_by_the_reconciler() -> None:
     d = desired_for(replicas=2)
     tripped = PodStatus(ordinal=1, container=d.ref.container(1), exists=True, state="restarting",
                         guard_tripped=True, volume_exists=True)
     p = plan(d, observed(d, a_primary(d), tripped))
-    assert not p.steps
-    assert "voodu-postgres rejoin shop/db --replica 1" in p.blocked[0]
+    assert kinds(p) == [(StepKind.REJOIN, 1)]
+    # …but only onto a serving primary
+    assert kinds(plan(d, observed(d, booting(d, 0), tripped))) == []
 
 
 def test_primary_is_not_started_while_another_pod_accepts_writes() -> None:
@@ -227,18 +229,75 @@ def test_single_and_multi_pod_clusters_converge_when_healthy(replicas: int) -> N
     assert plan(d, healthy(d)).converged
 
 
-def test_switchover_in_progress_is_waited_on_not_repaired() -> None:
-    spec = load_spec("shop", "db", {"replicas": 3})
+def with_bucket(replicas: int = 3, **extra: str) -> Desired:
+    spec = load_spec("shop", "db", {"replicas": replicas})
     bucket: dict[str, str] = {}
     for action in expand(spec, bucket, generate=lambda: "f" * 64).actions:
         bucket.update(action.kv or {})
-    bucket["PG_SWITCHOVER_TO"] = "1"
-    d = derive(spec, bucket, assets_dir=Path("/assets"), network="voodu0")
-    fenced = PodStatus(ordinal=0, container=d.ref.container(0), exists=True, state="exited",
-                       spec_hash=d.pod(0).spec_hash, volume_exists=True)
-    p = plan(d, observed(d, fenced, a_standby(d, 1), a_standby(d, 2)))
-    assert not p.steps, "a fenced old primary must not be restarted mid-switchover"
-    assert "switchover to db-1" in str(p.waiting[0])
+    bucket.update(extra)
+    return derive(spec, bucket, assets_dir=Path("/assets"), network="voodu0")
+
+
+def stopped(d: Desired, ordinal: int) -> PodStatus:
+    return PodStatus(ordinal=ordinal, container=d.ref.container(ordinal), exists=True, state="exited",
+                     spec_hash=d.pod(ordinal).spec_hash, volume_exists=True)
+
+
+def test_interrupted_switchover_rolls_forward_once_the_old_primary_is_fenced() -> None:
+    d = with_bucket(PG_SWITCHOVER_TO="1")
+    p = plan(d, observed(d, stopped(d, 0), a_standby(d, 1, streaming=False), a_standby(d, 2, streaming=False)))
+    assert kinds(p) == [(StepKind.PROMOTE, 1)], "a fenced old primary must not be restarted mid-switchover"
+    assert not p.converged
+
+
+def test_interrupted_switchover_whose_target_was_promoted_records_it() -> None:
+    d = with_bucket(PG_SWITCHOVER_TO="2")
+    p = plan(d, observed(d, stopped(d, 0), a_standby(d, 1, streaming=False), a_primary(d, 2)))
+    assert kinds(p) == [(StepKind.RECORD_PRIMARY, 2)]
+    # both writable: refuse rather than guess which writes to keep
+    p = plan(d, observed(d, a_primary(d), a_standby(d, 1), a_primary(d, 2)))
+    assert kinds(p) == [] and "both accept writes" in p.blocked[0]
+
+
+def test_interrupted_switchover_rolls_back_while_the_old_primary_serves() -> None:
+    d = with_bucket(PG_SWITCHOVER_TO="1")
+    assert kinds(plan(d, healthy(d))) == [(StepKind.CLEAR_SWITCHOVER, 1)]
+    # the target is down and the old primary serves: nothing was promoted
+    gone = PodStatus(ordinal=1, container=d.ref.container(1), exists=False, state="absent")
+    assert kinds(plan(d, observed(d, a_primary(d), gone, a_standby(d, 2)))) == [(StepKind.CLEAR_SWITCHOVER, 1)]
+    # the target is down and the old primary fenced: a human decides
+    p = plan(d, observed(d, stopped(d, 0), gone, a_standby(d, 2, streaming=False)))
+    assert kinds(p) == [] and "cannot finish" in p.blocked[0]
+
+
+def test_former_primary_is_fenced_rewound_then_forgotten() -> None:
+    d = with_bucket(PG_PRIMARY_ORDINAL="1", PG_REJOIN="0")
+    still_writable = a_primary(d, 0)
+    new_primary = a_primary(d, 1)
+    assert kinds(plan(d, observed(d, still_writable, new_primary, a_standby(d, 2)))) == [(StepKind.FENCE, 0)]
+    assert kinds(plan(d, observed(d, stopped(d, 0), new_primary, a_standby(d, 2)))) == [(StepKind.REJOIN, 0)]
+    rejoining = observed(d, booting(d, 0), new_primary, a_standby(d, 2))
+    p = plan(d, rejoining)
+    assert kinds(p) == [] and "db-0 to rejoin db-1" in str(p.waiting[0])
+    assert kinds(plan(d, observed(d, a_standby(d, 0), new_primary, a_standby(d, 2)))) == [(StepKind.CLEAR_REJOIN, 0)]
+
+
+def test_standby_following_another_host_is_repointed_by_reload() -> None:
+    d = desired_for(replicas=3, primary=1)
+    lost = PodStatus(ordinal=2, container=d.ref.container(2), exists=True, state="running",
+                     spec_hash=d.pod(2).spec_hash, volume_exists=True,
+                     pg=PgStatus(in_recovery=True, conninfo_host=d.host(0)))
+    p = plan(d, observed(d, a_standby(d, 0), a_primary(d, 1), lost))
+    assert kinds(p) == [(StepKind.REPOINT, 2)]
+
+
+def test_surplus_writer_is_reported_as_split_brain_not_as_the_primary() -> None:
+    d = desired_for(replicas=2)
+    p = plan(d, observed(d, a_primary(d), a_standby(d, 1), a_primary(d, 2)))
+    assert (StepKind.REMOVE_POD, 2) not in kinds(p)
+    assert any("db-2" in b and "split brain" in b for b in p.blocked)
+    assert not any("current primary" in b for b in p.blocked)
+    assert not p.converged
 
 
 def test_synchronous_standby_names_set_once_a_standby_streams() -> None:

@@ -96,3 +96,34 @@ def test_readme_diagram_matches_the_table() -> None:
     assert match.group(1) == mermaid(POD_TRANSITIONS, initial=PodRole.DOWN), (
         "README diagram drifted from states/pod.py: regenerate it with "
         "`python -m voodu_postgres.states.diagram`")
+
+
+def test_every_role_in_the_table_is_reachable_from_observation_and_recorded_intents() -> None:
+    primary = PgStatus(in_recovery=False)
+    standby = PgStatus(in_recovery=True)
+    reached = {
+        classify(pod(0, state="exited"), target_primary=0, writable_count=0),  # down
+        classify(pod(0), target_primary=0, writable_count=0),  # pending
+        classify(pod(1), target_primary=0, writable_count=1),  # bootstrapping
+        classify(pod(1, pg=standby), target_primary=0, writable_count=1),  # standby
+        classify(pod(0, pg=primary), target_primary=0, writable_count=1),  # primary
+        classify(pod(1, pg=standby), target_primary=0, writable_count=1, switchover=1),  # promoting
+        classify(pod(0, state="exited"), target_primary=0, writable_count=0, switchover=1),  # fenced (old)
+        classify(pod(0, state="exited"), target_primary=1, writable_count=1, rejoin=frozenset({0})),  # fenced
+        classify(pod(0, pg=standby), target_primary=1, writable_count=1, rejoin=frozenset({0})),  # rejoining
+        classify(pod(1, pg=primary), target_primary=0, writable_count=2),  # split brain
+    }
+    table_states = {row["dest"] for row in POD_TRANSITIONS} | {
+        s for row in POD_TRANSITIONS for s in (row["source"] if isinstance(row["source"], list) else [row["source"]])}
+    assert reached == set(PodRole) == table_states
+
+
+def test_interrupted_switchover_moves() -> None:
+    promoting = pod(1, pg=PgStatus(in_recovery=True))
+    # the old primary still serves: roll back; it is fenced: promote again
+    assert PodMachine(PodRole.PROMOTING).may("abandon", view(promoting, primary_ready=True))
+    assert not PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=True))
+    assert PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=False, writable=0))
+    promoted = pod(1, pg=PgStatus(in_recovery=False))
+    assert PodMachine(PodRole.PROMOTING).may("promoted", view(promoted, primary_ready=False))
+    assert not PodMachine(PodRole.PROMOTING).may("abandon", view(promoted, primary_ready=True))

@@ -26,7 +26,8 @@ from voodu_postgres.reconciler.hclfile import (
     load_text,
     parse_blocks,
 )
-from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec
+from voodu_postgres.reconciler.naming import label_problem
+from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec, printable
 from voodu_postgres.reconciler.store import Store
 
 
@@ -70,17 +71,20 @@ def read_files(paths: Sequence[str], cache_dir: Path | None = None) -> list[File
         try:
             data = path.read_bytes()
         except OSError as exc:
-            lines.append(f"{raw}: cannot read: {exc.strerror or exc}")
+            lines.append(printable(f"{raw}: cannot read: {exc.strerror or exc}"))
             continue
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            lines.append(f"{raw}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})")
+            lines.append(printable(f"{raw}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"))
             continue
         try:
             contents.append(load_text(text, source=raw, blocks=_cached_blocks(text, raw, cache_dir)))
-        except (HCLSyntaxError, SpecError) as exc:
-            lines.extend(str(exc).splitlines())
+        except HCLSyntaxError as exc:
+            lines.append(printable(str(exc)))
+        except SpecError as exc:
+            # one line per problem, whatever the file's text put in the messages
+            lines.extend(printable(str(problem)) for problem in exc.problems)
     if lines:
         raise CommandError("\n".join(lines))
     return contents
@@ -127,15 +131,19 @@ def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
     if args.ref:
         specs = [s for s in specs if str(s.ref) == args.ref]
         if not specs:
-            raise CommandError(f"no postgres block {args.ref} in {', '.join(args.files)}")
+            raise CommandError(printable(f"no postgres block {args.ref} in {', '.join(args.files)}"))
     result: list[dict[str, Any]] = []
-    for spec in specs:
-        expansion = expand_mod.expand(spec, store.resolve(spec.scope, spec.name))
+    expansions = [(spec, expand_mod.expand(spec, store.resolve(spec.scope, spec.name))) for spec in specs]
+    for spec, expansion in expansions:
         if args.out:
             target = Path(args.out) / (spec.scope or "_unscoped") / spec.name
-            target.mkdir(parents=True, exist_ok=True)
-            for f in expansion.files:
-                (target / f.name).write_text(f.text, encoding="utf-8")
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                for f in expansion.files:
+                    (target / f.name).write_text(f.text, encoding="utf-8")
+            except OSError as exc:
+                raise CommandError(printable(f"render: cannot write {exc.filename or target}: "
+                                             f"{exc.strerror or exc}")) from None
         result.append(
             {
                 "ref": str(spec.ref),
@@ -161,8 +169,15 @@ def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
 def cmd_expand(env: Env) -> int:
     """Voodu's expand hook. Always answers with an envelope; never raises."""
     try:
-        request = json.loads(env.stdin.read() or "{}")
-    except json.JSONDecodeError as exc:
+        request = json.loads(env.stdin.read() or "{}", parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        envelope_error(env, f"decode expand request: not UTF-8 (byte 0x{exc.object[exc.start]:02x} at offset "
+                            f"{exc.start})")
+        return ExitStatus.ERROR
+    except RecursionError:
+        envelope_error(env, "decode expand request: nested too deeply")
+        return ExitStatus.ERROR
+    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity (not JSON: the controller can't read them back)
         envelope_error(env, f"decode expand request: {exc}")
         return ExitStatus.ERROR
     if not isinstance(request, dict):
@@ -191,23 +206,33 @@ def cmd_expand(env: Env) -> int:
     config = {str(k): "" if v is None else str(v) for k, v in config_raw.items()}
     try:
         spec = load_spec(scope, name.strip(), spec_raw)
+        envelope_ok(env, expand_mod.expand(spec, config).to_wire())
     except SpecError as exc:
         envelope_error(env, "; ".join(str(p) for p in exc.problems))
         return ExitStatus.ERROR
-    envelope_ok(env, expand_mod.expand(spec, config).to_wire())
+    except RecursionError:  # the answer is encoded whole before it is written: nothing half-printed
+        envelope_error(env, "expand: block spec nested too deeply")
+        return ExitStatus.ERROR
     return ExitStatus.OK
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _config_ref(text: str) -> tuple[str, str]:
     """``scope/name`` → app bucket, ``scope`` → scope-level bucket, ``/name`` → unscoped app."""
     raw = text.strip()
-    if "/" not in raw:
-        if not raw:
-            raise UsageError("config: empty ref (expected scope, scope/name or /name)")
-        return raw, ""
-    scope, _, name = raw.partition("/")
-    if not name or "/" in name:
+    if not raw:
+        raise UsageError("config: empty ref (expected scope, scope/name or /name)")
+    scope, sep, name = raw.partition("/")
+    if sep and (not name or "/" in name):
         raise UsageError(f'config: invalid ref "{text}" (expected scope, scope/name or /name)')
+    # the same DNS labels every resource has (a bucket no resource or app can ever read is a typo)
+    for part, what in ((scope, "scope"), (name, "name")):
+        issue = label_problem(part, what) if part else None
+        if issue:
+            raise UsageError(f'config: invalid ref "{text}": {issue}')
     return scope, name
 
 
@@ -234,6 +259,9 @@ def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
     label = f"{scope}/{name}" if scope and name else (name or f"scope {scope}")
     if args.action == "get":
         values = store.resolve(scope, name) if name else store.own(scope, "")
+        for key in args.keys:
+            if not _KEY_RE.fullmatch(key):
+                raise UsageError(f'config get: "{key}" is not a valid key')
         if args.keys:
             missing = [k for k in args.keys if k not in values]
             if missing:

@@ -91,6 +91,10 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
     })
     if consumers:
         out["linked_consumers"] = consumers
+    if desired.switchover is not None:
+        out["switchover_to"] = desired.switchover
+    if desired.rejoin:
+        out["rejoin_pending"] = sorted(desired.rejoin)
     interrupted = pending_rotations(bucket)
     if interrupted:
         out["interrupted_rotations"] = interrupted
@@ -117,6 +121,12 @@ def format_info(snap: dict[str, Any]) -> str:
     row("replication", f"{snap['replication_user']} (password {snap['replication_password_redacted']})")
     lines.append("")
     row("bind", snap["bind_address"])
+    if "switchover_to" in snap:
+        row("⚠ switchover", f"to pod-{snap['switchover_to']} not finished; `voodu-postgres reconcile {snap['ref']}` "
+                           "finishes it")
+    if snap.get("rejoin_pending"):
+        row("⚠ rejoin", "pending for " + ", ".join(f"pod-{o}" for o in snap["rejoin_pending"])
+            + f"; `voodu-postgres reconcile {snap['ref']}` finishes it")
     for key in snap.get("interrupted_rotations", []):
         flag = " --replication" if key == REPLICATION_PASSWORD_KEY else ""
         row("⚠ rotation", f"{key} rotation was interrupted; finish it: voodu-postgres new-password {snap['ref']}{flag}")

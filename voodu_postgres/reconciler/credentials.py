@@ -14,7 +14,7 @@ from pathlib import Path
 
 from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure, write_secret
+from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_secret
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 REPLICATION_PASSWORD_FILE = "replication_password"
@@ -28,7 +28,7 @@ def _ident(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def _sql(runtime: DockerRuntime, desired: Desired, ordinal: int, sql: str) -> str:
+def _sql(runtime: Runtime, desired: Desired, ordinal: int, sql: str) -> str:
     try:
         return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
                        database=desired.database, sql=sql)
@@ -36,13 +36,13 @@ def _sql(runtime: DockerRuntime, desired: Desired, ordinal: int, sql: str) -> st
         raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
 
 
-def role_verifier(runtime: DockerRuntime, desired: Desired, ordinal: int, role: str) -> str:
+def role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str) -> str:
     """The role's stored password verifier on pod ``ordinal`` ("" when it has none)."""
     return _sql(runtime, desired, ordinal,
                 f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {_literal(role)}")
 
 
-def set_role_verifier(runtime: DockerRuntime, desired: Desired, ordinal: int, role: str, verifier: str) -> None:
+def set_role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str, verifier: str) -> None:
     """``ALTER ROLE … PASSWORD '<SCRAM verifier>'`` on the primary: existing sessions are not
     affected; new logins need the new password."""
     _sql(runtime, desired, ordinal, f"ALTER ROLE {_ident(role)} PASSWORD {_literal(verifier)}")
@@ -53,7 +53,7 @@ def write_replication_password(state_dir: Path, password: str) -> None:
     write_secret(state_dir, REPLICATION_PASSWORD_FILE, password)
 
 
-def repoint_with_password(runtime: DockerRuntime, desired: Desired, ordinal: int, password: str) -> None:
+def repoint_with_password(runtime: Runtime, desired: Desired, ordinal: int, password: str) -> None:
     """Rewrite a running standby's ``primary_conninfo`` with ``password`` and reload it."""
     container = desired.ref.container(ordinal)
     result = runtime.exec(container, ["bash", WRAPPER_PATH, "--repoint"], user="root",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from voodu_postgres.reconciler.expand import SWITCHOVER_KEY, expand, primary_ordinal
+from voodu_postgres.reconciler.expand import REJOIN_KEY, SWITCHOVER_KEY, expand, ordinals, primary_ordinal
 from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.podspec import PodSpec, build_pod
 from voodu_postgres.reconciler.spec import PostgresSpec
@@ -71,6 +71,7 @@ def derive(
         network=network,
         statefulset=statefulset,
         switchover=int(switchover) if switchover.isdigit() else None,
+        rejoin=ordinals(bucket.get(REJOIN_KEY, "")) - {target},
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
     )
 

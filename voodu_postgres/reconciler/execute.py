@@ -8,6 +8,7 @@ must not stall the cluster), and the loop re-observes afterwards anyway.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,7 +17,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
-from voodu_postgres.reconciler.runtime import DockerRuntime, RuntimeFailure, write_assets
+from voodu_postgres.reconciler.podspec import PodSpec
+from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_assets
 
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
 
@@ -25,11 +27,12 @@ def _transient(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeFailure) and exc.transient
 
 
-def default_retrying() -> Retrying:
+def default_retrying(sleep: Callable[[float], None] = time.sleep) -> Retrying:
     return Retrying(
         retry=retry_if_exception(_transient),
         stop=stop_after_attempt(4) | stop_after_delay(60),
         wait=wait_exponential(multiplier=0.2, max=5),
+        sleep=sleep,
         reraise=True,
     )
 
@@ -37,26 +40,34 @@ def default_retrying() -> Retrying:
 def execute(
     plan: Plan,
     desired: Desired,
-    runtime: DockerRuntime,
+    runtime: Runtime,
     *,
     assets_dir: Path,
     retrying: Callable[[], Retrying] = default_retrying,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
-    # the reload step writes the overrides itself, keeping the old text to restore on rejection
+    # the reload step writes the overrides itself, keeping the old text to restore on rejection.
+    # That text is read once, here, before any attempt writes: a retried attempt must restore what
+    # was live before this step, not the new text its failed predecessor already wrote.
     reload_planned = any(s.kind is StepKind.RELOAD_CONFIG for s in plan.steps)
+    previous = _read(assets_dir / OVERRIDES_KEY) if reload_planned else None
     for step in plan.steps:
         try:
             for attempt in retrying():
                 with attempt:
-                    detail = _run(step, desired, runtime, assets_dir, reload_planned)
+                    detail = _run(step, desired, runtime, assets_dir, reload_planned, previous)
             outcomes.append(Outcome(step, True, detail))
         except RuntimeFailure as exc:
             outcomes.append(Outcome(step, False, str(exc), retryable=exc.transient))
     return outcomes
 
 
-def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path, reload_planned: bool) -> str:
+def _read(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.exists() else None
+
+
+def _run(step: Step, desired: Desired, runtime: Runtime, assets_dir: Path, reload_planned: bool,
+         previous: str | None) -> str:
     ordinal = step.ordinal
     if step.kind is StepKind.ENSURE_NETWORK:
         runtime.ensure_network(desired.network)
@@ -69,7 +80,7 @@ def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path,
         assert step.ordinal is not None
         return set_sync_names(runtime, desired, step.ordinal)
     if step.kind is StepKind.RELOAD_CONFIG:
-        return _reload_config(desired, runtime, assets_dir)
+        return _reload_config(desired, runtime, assets_dir, previous)
     assert ordinal is not None
     pod = desired.pod(ordinal) if ordinal < desired.replicas else None
     container = desired.ref.container(ordinal)
@@ -96,7 +107,7 @@ def _run(step: Step, desired: Desired, runtime: DockerRuntime, assets_dir: Path,
     raise AssertionError(f"unhandled step {step.kind}")  # pragma: no cover
 
 
-def set_sync_names(runtime: DockerRuntime, desired: Desired, ordinal: int) -> str:
+def set_sync_names(runtime: Runtime, desired: Desired, ordinal: int) -> str:
     """Set (or reset) ``synchronous_standby_names`` on a primary, in postgresql.auto.conf."""
     target = desired.ref.container(ordinal)
     if desired.sync_names:
@@ -122,33 +133,69 @@ _CONFIG_ERRORS_SQL = (
 )
 
 
-def _reload_config(desired: Desired, runtime: DockerRuntime, assets_dir: Path) -> str:
+def _reload_config(desired: Desired, runtime: Runtime, assets_dir: Path, previous: str | None) -> str:
     """Rewrite the overrides file and reload every running pod — unless Postgres rejects it.
 
     ``pg_reload_conf()`` succeeds even when a line is invalid (a typo in a parameter name, a bad
     value): the server just keeps the old value and would refuse to start on its next restart.
-    So the first pod's ``pg_file_settings`` is checked; on any error the previous file is put
-    back and the step fails with Postgres' own words.
+    So ``pg_file_settings`` is checked on the first pod whose reload *succeeded* (the next one, if
+    the check itself cannot run there); on any error the previous file — ``previous``, the text
+    live before this step — is put back, the pods already reloaded are reloaded again, and the step
+    fails with Postgres' own words. When running pods exist but none could be reloaded and
+    checked, the new file is not left behind unverified either: the previous one is restored and
+    the step fails (transiently: the next pass tries again).
     """
     overrides = assets_dir / OVERRIDES_KEY
-    previous = overrides.read_text(encoding="utf-8") if overrides.exists() else None
     write_assets(assets_dir, desired.files)
-    running = [p for p in desired.pods if runtime.container_state(p.container) == "running"]
-    reloaded = []
-    for index, pod in enumerate(running):
-        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
-                                                       "SELECT pg_reload_conf()"))
-        if result.exit_code != 0:
-            continue
-        if index == 0:
-            check = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
-                                                          _CONFIG_ERRORS_SQL))
-            errors = check.output.strip() if check.exit_code == 0 else ""
+    reloaded: list[PodSpec] = []
+    not_reloaded: list[str] = []  # "db-1 (why)"
+    try:
+        running = [p for p in desired.pods if runtime.container_state(p.container) == "running"]
+        unchecked: list[str] = []
+        verified = False
+        for pod in running:
+            name = desired.app_name(pod.ordinal)
+            problem = _psql(runtime, desired, pod, "SELECT pg_reload_conf()")[1]
+            if problem is not None:
+                not_reloaded.append(f"{name} ({problem})")
+                continue
+            reloaded.append(pod)
+            if verified:
+                continue
+            errors, problem = _psql(runtime, desired, pod, _CONFIG_ERRORS_SQL)
+            if problem is not None:
+                unchecked.append(f"{name} (pg_file_settings: {problem})")
+                continue
             if errors:
-                if previous is not None:
-                    overrides.write_text(previous, encoding="utf-8")  # in place: pods bind the inode
-                    runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database,
-                                                          "SELECT pg_reload_conf()"))
                 raise RuntimeFailure(f"pg_config rejected by Postgres ({errors}); previous settings kept")
-        reloaded.append(desired.app_name(pod.ordinal))
-    return f"reloaded {', '.join(reloaded) or 'no running pod'}"
+            verified = True
+        if running and not verified:
+            raise RuntimeFailure(f"could not reload pg_config on any running pod "
+                                 f"({', '.join(not_reloaded + unchecked)}); previous settings kept", transient=True)
+    except RuntimeFailure:
+        _restore(desired, runtime, overrides, previous, reloaded)
+        raise
+    names = ", ".join(desired.app_name(p.ordinal) for p in reloaded) or "no running pod"
+    return f"reloaded {names}" + (f"; not reloaded: {', '.join(not_reloaded)}" if not_reloaded else "")
+
+
+def _psql(runtime: Runtime, desired: Desired, pod: PodSpec, sql: str) -> tuple[str, str | None]:
+    """Run one statement in a pod: (output, None), or ("", why it failed)."""
+    try:
+        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database, sql))
+    except RuntimeFailure as exc:
+        return "", str(exc)
+    if result.exit_code != 0:
+        lines = result.output.strip().splitlines()
+        return "", lines[-1] if lines else f"psql exited {result.exit_code}"
+    return result.output.strip(), None
+
+
+def _restore(desired: Desired, runtime: Runtime, overrides: Path, previous: str | None,
+             reloaded: list[PodSpec]) -> None:
+    """Put the previous overrides back (in place: pods bind the inode) and reload the pods that
+    already read the new text. Best effort: the step fails anyway. With no file before this step,
+    an empty one: no overrides, never the rejected text."""
+    overrides.write_text(previous or "", encoding="utf-8")
+    for pod in reloaded:
+        _psql(runtime, desired, pod, "SELECT pg_reload_conf()")

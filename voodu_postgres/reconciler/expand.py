@@ -38,7 +38,8 @@ REPLICATION_PASSWORD_KEY = "POSTGRES_REPLICATION_PASSWORD"
 PRIMARY_ORDINAL_KEY = "PG_PRIMARY_ORDINAL"
 EXPOSE_KEY = "PG_EXPOSE_PUBLIC"
 LINKED_CONSUMERS_KEY = "POSTGRES_LINKED_CONSUMERS"
-SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # set only while a promote runs
+SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # a promote's target, recorded before it fences the primary
+REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
 BACKUP_KEEP_KEY = "BACKUP_KEEP"
 DEFAULT_BACKUP_KEEP = "30"
 
@@ -74,6 +75,11 @@ def render_files(spec: PostgresSpec) -> list[Rendered]:
         render_streaming_conf(),
         render_init_replication_sh(),
     ]
+
+
+def ordinals(raw: str) -> frozenset[int]:
+    """``"0,2"`` → {0, 2}; anything that is not a number is ignored."""
+    return frozenset(int(x) for x in (part.strip() for part in raw.split(",")) if x.isdigit())
 
 
 def primary_ordinal(bucket: Mapping[str, str]) -> int:

@@ -22,8 +22,14 @@ its control file), run ``pg_rewind`` as the postgres OS user in a one-shot conta
 pod's mounts, arm ``standby.signal`` and start it; if pg_rewind fails, wipe and re-clone, and say
 so. The current primary is never touched.
 
-While a promote runs, the bucket holds ``PG_SWITCHOVER_TO``; the planner sees it and waits
-instead of "repairing" the fenced primary (CNPG's target/current handshake).
+**Intents first** (CloudNativePG's targetPrimary/currentPrimary handshake): promote records its
+target (``PG_SWITCHOVER_TO``) before it fences anything, and flips ``PG_PRIMARY_ORDINAL`` together
+with recording the old primary in ``PG_REJOIN`` and dropping the target — one bucket write; rejoin
+records its pod in ``PG_REJOIN`` before it stops it. Killed at any instant, the next ``reconcile``
+(or the same command again) reads those intents and finishes the work: roll forward once the
+target is promoted or the old primary is fenced, roll back while the old primary still serves.
+Every command and reconcile pass holds the cluster's lease, so an intent found by a lease holder
+belongs to an operation that died.
 """
 
 from __future__ import annotations
@@ -33,25 +39,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from voodu_postgres.errors import VooduError
+from voodu_postgres.reconciler import repair
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import set_sync_names
-from voodu_postgres.reconciler.expand import PRIMARY_ORDINAL_KEY, REPLICATION_PASSWORD_KEY, SWITCHOVER_KEY
-from voodu_postgres.reconciler.loop import Context
+from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
+from voodu_postgres.reconciler.loop import Context, reconcile
 from voodu_postgres.reconciler.model import Desired, Observed, PodStatus
-from voodu_postgres.reconciler.naming import PGDATA
-from voodu_postgres.reconciler.observe import run_sql, snapshot
-from voodu_postgres.reconciler.plan import describe, pod_of, streams_from_primary
+from voodu_postgres.reconciler.observe import snapshot
+from voodu_postgres.reconciler.plan import describe, pod_of, roles_of, streams_from_primary
 from voodu_postgres.reconciler.runtime import RuntimeFailure, write_state
 from voodu_postgres.reconciler.spec import PostgresSpec
-from voodu_postgres.render.statefulset import WRAPPER_PATH
-from voodu_postgres.states.pod import PodMachine, PodRole, PodView, classify
+from voodu_postgres.states.pod import PodMachine, PodRole, PodView
 
 Progress = Callable[[str], None]
-#: pg_rewind output that means "could not talk to the source", not "cannot rewind this data"
-_NOT_A_REWIND_PROBLEM = ("could not connect", "password authentication failed", "Connection refused",
-                         "could not translate host name", "timeout expired")
 DEFAULT_MAX_LAG = 16 * 1024 * 1024  # bytes of replay lag a planned switchover accepts
-STOP_TIMEOUT = 60
+STOP_TIMEOUT = repair.STOP_TIMEOUT
 
 
 class FailoverError(VooduError, RuntimeError):
@@ -68,14 +70,18 @@ class Cluster:
         return pod_of(self.desired, self.observed, ordinal)
 
     def role(self, ordinal: int) -> PodRole:
-        return classify(self.pod(ordinal), target_primary=self.desired.target_primary,
-                        writable_count=len(self.observed.writable))
+        return roles_of(self.desired, self.observed)[ordinal]
 
-    def view(self, ordinal: int) -> PodView:
-        primary = self.desired.target_primary
+    def view(self, ordinal: int, *, switchover: int | None = None) -> PodView:
+        d = self.desired
+        primary = d.target_primary
         return PodView(pod=self.pod(ordinal), target_primary=primary,
                        primary_ready=self.role(primary) is PodRole.PRIMARY,
-                       writable_count=len(self.observed.writable))
+                       writable_count=len(self.observed.writable),
+                       standbys_streaming=all(streams_from_primary(d, self.pod(o))
+                                              for o in range(d.replicas) if o != primary),
+                       switchover=switchover if switchover is not None else d.switchover,
+                       rejoin=d.rejoin, streams=streams_from_primary(d, self.pod(ordinal)))
 
 
 def load_cluster(spec: PostgresSpec, ctx: Context) -> Cluster:
@@ -88,28 +94,45 @@ def load_cluster(spec: PostgresSpec, ctx: Context) -> Cluster:
 
 def _sql(ctx: Context, d: Desired, ordinal: int, sql: str) -> str:
     try:
-        return run_sql(ctx.runtime, d.ref.container(ordinal), port=d.port, user=d.user, database=d.database,
-                       sql=sql)
+        return repair.sql(ctx.runtime, d, ordinal, sql)
     except RuntimeFailure as exc:
-        raise FailoverError(f"{d.app_name(ordinal)}: {exc}") from None
-
-
-def _lsn(text: str) -> int:
-    high, _, low = text.strip().partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
+        raise FailoverError(str(exc)) from None
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
-    start = time.monotonic()
-    while True:
-        try:
-            if predicate():
-                return time.monotonic() - start
-        except (FailoverError, RuntimeFailure):
-            pass
-        if time.monotonic() - start > timeout:
-            raise FailoverError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.05)
+    try:
+        return repair.wait_until(lambda: _ok(predicate), timeout, what)
+    except RuntimeFailure as exc:
+        raise FailoverError(str(exc)) from None
+
+
+def _ok(predicate: Callable[[], bool]) -> bool:
+    try:
+        return predicate()
+    except FailoverError:
+        return False
+
+
+def _record(spec: PostgresSpec, ctx: Context, kv: dict[str, str]) -> None:
+    """A bucket write, plus the primary-ordinal state file pods read when the primary moves."""
+    ctx.store.patch(spec.scope, spec.name, kv)
+    if "PG_PRIMARY_ORDINAL" in kv:
+        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": kv["PG_PRIMARY_ORDINAL"]})
+
+
+def finish_interrupted(spec: PostgresSpec, ctx: Context, progress: Progress) -> Cluster:
+    """Drive an unfinished switchover or rejoin (recorded intents) to the end with the reconciler."""
+    cluster = load_cluster(spec, ctx)
+    if cluster.desired.switchover is None and not cluster.desired.rejoin:
+        return cluster
+    what = (f"switchover to {cluster.desired.app_name(cluster.desired.switchover)}"
+            if cluster.desired.switchover is not None else
+            "rejoin of " + ", ".join(cluster.desired.app_name(o) for o in sorted(cluster.desired.rejoin)))
+    progress(f"finishing an interrupted {what} first")
+    report = reconcile(spec, ctx, wait=True, timeout=180, progress=progress)
+    if not report.converged:
+        raise FailoverError(f"could not finish the interrupted {what}: {report.message}")
+    return load_cluster(spec, ctx)
 
 
 # ------------------------------------------------------------------------------------------
@@ -121,12 +144,19 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
     cluster = load_cluster(spec, ctx)
     d = cluster.desired
     ref = d.ref
-    old = d.target_primary
     if d.replicas <= 1:
         raise FailoverError(f"postgres {ref} has replicas={d.replicas}; promote needs a standby "
                             "(raise replicas and apply first)")
     if not 0 <= target < d.replicas:
         raise FailoverError(f"--replica {target} out of range (valid: 0..{d.replicas - 1})")
+    interrupted = d.switchover
+    cluster = finish_interrupted(spec, ctx, progress)
+    d = cluster.desired
+    old = d.target_primary
+    if interrupted is not None and target == old:
+        # re-running the promote that was interrupted: it is done now
+        return f"postgres {ref}: primary is now {d.app_name(target)} (finished an interrupted switchover); " \
+               f"{describe(d, cluster.observed)}"
     role = cluster.role(target)
     if not PodMachine(role).may("promote", cluster.view(target)):
         # the machine refuses the primary itself (guard) and anything not a standby (no transition)
@@ -140,47 +170,52 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
     if not planned and not force:
         raise FailoverError(f"primary {d.app_name(old)} is not reachable ({old_pod.error or old_pod.state}); "
                             f"pass --force to fail over to {d.app_name(target)} (writes it has not received are lost)")
+    if planned and not PodMachine(cluster.role(old)).may("fence", cluster.view(old, switchover=target)):
+        raise FailoverError(f"cannot fence {d.app_name(old)}: it is {cluster.role(old).value}")
 
-    ctx.store.patch(spec.scope, spec.name, {SWITCHOVER_KEY: str(target)})
+    # the intent, before anything moves: an interruption from here on is finished by reconcile
+    _record(spec, ctx, {SWITCHOVER_KEY: str(target)})
     try:
         if planned:
-            final_lsn = _fence_planned(ctx, cluster, target, force=force, max_lag=max_lag, progress=progress)
+            final_lsn: int | None = _fence_planned(ctx, cluster, target, force=force, max_lag=max_lag,
+                                                   progress=progress)
             lost_note = ""
         else:
             final_lsn = None
             lost_note = _fence_failover(ctx, cluster, target, yes=yes, progress=progress)
-        t0 = time.monotonic()
-        if final_lsn is not None:
-            waited = _wait(lambda: _lsn(_sql(ctx, d, target, "SELECT pg_last_wal_receive_lsn()")) >= final_lsn,
-                           30, f"{d.app_name(target)} to receive the old primary's last WAL")
-            progress(f"{d.app_name(target)} has received all WAL of {d.app_name(old)} ({waited:.2f}s)")
-        out = _sql(ctx, d, target, "SELECT pg_promote(true, 60)")
-        if out.splitlines()[-1].strip() != "t":
-            raise FailoverError(f"pg_promote() on {d.app_name(target)} returned {out!r}")
-        _wait(lambda: _sql(ctx, d, target, "SELECT pg_is_in_recovery()") == "f", 30,
-              f"{d.app_name(target)} to leave recovery")
-        progress(f"promoted {d.app_name(target)}: out of recovery, accepting writes "
-                 f"({time.monotonic() - t0:.2f}s after the fence)")
+    except FailoverError:
+        # nothing was promoted: the old primary stays (reconcile restarts it if it stopped)
+        _record(spec, ctx, {SWITCHOVER_KEY: ""})
+        raise
+    t0 = time.monotonic()
+    if final_lsn is not None:
+        waited = _wait(lambda: repair.lsn(_sql(ctx, d, target, "SELECT pg_last_wal_receive_lsn()")) >= final_lsn,
+                       30, f"{d.app_name(target)} to receive the old primary's last WAL")
+        progress(f"{d.app_name(target)} has received all WAL of {d.app_name(old)} ({waited:.2f}s)")
+    try:
+        repair.promote_pod(ctx.runtime, d, target)
+    except RuntimeFailure as exc:
+        # the intent stays recorded: reconcile rolls forward (or back) from what it observes
+        raise FailoverError(f"{exc} — `voodu-postgres reconcile {ref}` finishes the switchover") from None
+    progress(f"promoted {d.app_name(target)}: out of recovery, accepting writes "
+             f"({time.monotonic() - t0:.2f}s after the fence)")
 
-        # record the new primary where pods and later commands read it
-        ctx.store.patch(spec.scope, spec.name, {PRIMARY_ORDINAL_KEY: str(target)})
-        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": str(target)})
-        progress(f"recorded primary = {d.app_name(target)} (bucket {PRIMARY_ORDINAL_KEY}, pod state file)")
-
-        for ordinal in range(d.replicas):
-            if ordinal in (target, old):
-                continue
-            _repoint(ctx, cluster, ordinal, target, progress)
-        _ensure_sync(spec, ctx, progress)
-    finally:
-        ctx.store.patch(spec.scope, spec.name, {SWITCHOVER_KEY: ""})
+    # one write: the new primary, the old one to rejoin, the switchover over
+    _record(spec, ctx, repair.flip(ctx.store.resolve(spec.scope, spec.name), target, old))
+    progress(f"recorded primary = {d.app_name(target)} (bucket PG_PRIMARY_ORDINAL, pod state file)")
+    after_flip = load_cluster(spec, ctx)
+    for ordinal in range(d.replicas):
+        if ordinal in (target, old):
+            continue
+        _repoint(ctx, after_flip, ordinal, target, progress)
+    _ensure_sync(spec, ctx, progress)
 
     # From here on the promotion has happened and is recorded: a failure to heal the rest is
     # reported, not raised, so the operator is never told "error" about a live new primary.
     problems = []
     if no_restart:
         progress(f"--no-restart: {d.app_name(old)} left stopped; "
-                 f"run `voodu-postgres rejoin {ref} --replica {old}` to bring it back as a standby")
+                 f"run `voodu-postgres rejoin {ref} --replica {old}` (or reconcile) to bring it back as a standby")
     else:
         try:
             rejoin(spec, ctx, ordinal=old, progress=progress)
@@ -230,8 +265,8 @@ def _fence_planned(ctx: Context, cluster: Cluster, target: int, *, force: bool, 
                             f"(limit {max_lag}); wait for it to catch up, or pass --force")
     else:
         progress(f"{d.app_name(target)} streams from {d.app_name(old)}, replay lag {row.lag_bytes or 0} bytes")
-    before = _lsn(_sql(ctx, d, old, "SELECT pg_current_wal_lsn()"))
-    code = ctx.runtime.stop_container(d.ref.container(old), timeout=STOP_TIMEOUT)
+    before = repair.lsn(_sql(ctx, d, old, "SELECT pg_current_wal_lsn()"))
+    code = repair.fence(ctx.runtime, d, old)
     if code != 0:
         raise FailoverError(f"fencing {d.app_name(old)}: it stopped with exit code {code}, not cleanly; "
                             f"inspect it, then retry with --force")
@@ -253,7 +288,7 @@ def _fence_failover(ctx: Context, cluster: Cluster, target: int, *, yes: bool, p
         pod = cluster.pod(ordinal)
         if ordinal != old and pod.pg is not None and pod.pg.in_recovery:
             try:
-                received[ordinal] = _lsn(_sql(ctx, d, ordinal, "SELECT pg_last_wal_receive_lsn()"))
+                received[ordinal] = repair.lsn(_sql(ctx, d, ordinal, "SELECT pg_last_wal_receive_lsn()"))
             except (FailoverError, ValueError):
                 continue
     mine = received.get(target)
@@ -278,16 +313,13 @@ def _fmt_lsn(value: int | None) -> str:
 
 def _repoint(ctx: Context, cluster: Cluster, ordinal: int, primary: int, progress: Progress) -> None:
     d = cluster.desired
-    pod = cluster.pod(ordinal)
-    if not pod.running:
+    if not cluster.pod(ordinal).running:
         progress(f"{d.app_name(ordinal)} is not running; it follows {d.app_name(primary)} when it starts")
         return
-    result = ctx.runtime.exec(d.ref.container(ordinal), ["bash", WRAPPER_PATH, "--repoint"], user="root")
-    if result.exit_code != 0:
-        progress(f"⚠ could not re-point {d.app_name(ordinal)}: {result.output.strip().splitlines()[-1:]}")
-        return
-    _sql(ctx, d, ordinal, "SELECT pg_reload_conf()")
-    progress(f"re-pointed {d.app_name(ordinal)} at {d.app_name(primary)} (primary_conninfo reloaded, no restart)")
+    try:
+        progress(repair.repoint(ctx.runtime, d, ordinal))
+    except RuntimeFailure as exc:
+        progress(f"⚠ {exc} (reconcile re-points it)")
 
 
 def _wait_streaming(ctx: Context, spec: PostgresSpec, *, skip: set[int], timeout: float) -> None:
@@ -307,19 +339,26 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
     cluster = load_cluster(spec, ctx)
     d = cluster.desired
     ref = d.ref
-    primary = d.target_primary
     if not 0 <= ordinal < d.replicas:
         raise FailoverError(f"--replica {ordinal} out of range (valid: 0..{d.replicas - 1})")
+    if d.switchover is not None:
+        cluster = finish_interrupted(spec, ctx, progress)
+        d = cluster.desired
+    primary = d.target_primary
     pod = cluster.pod(ordinal)
     container = ref.container(ordinal)
-    primary_pod = cluster.pod(primary)
     # the primary "serves" when it is writable — also when this pod is a second writer (split
     # brain), since stopping this pod is exactly how rejoin ends it
+    primary_pod = cluster.pod(primary)
     serving = primary_pod.writable and (len(cluster.observed.writable) == 1 or pod.writable)
     role = cluster.role(ordinal)
     view = PodView(pod=pod, target_primary=primary, primary_ready=serving,
-                   writable_count=len(cluster.observed.writable))
-    if not PodMachine(role).may("rejoin", view):
+                   writable_count=len(cluster.observed.writable), standbys_streaming=False,
+                   rejoin=d.rejoin | {ordinal})
+    machine = PodMachine(role)
+    if role is PodRole.SPLIT_BRAIN and pod.writable and machine.may("fence", view):
+        machine.fire("fence", view)
+    if not machine.may("rejoin", view):
         if ordinal == primary:
             raise FailoverError(f"refusing to rejoin {d.app_name(ordinal)}: it is the current primary")
         if not serving:
@@ -328,47 +367,17 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
                             "wait for it to settle, or delete its container and reconcile")
     if not pod.exists:
         raise FailoverError(f"{container} does not exist; `voodu-postgres reconcile {ref}` recreates it")
-    if pod.running:
-        # stopping first also ends a split brain: this pod may be a second writable primary
-        ctx.runtime.stop_container(container, timeout=STOP_TIMEOUT)
-        progress(f"stopped {d.app_name(ordinal)}")
-    # pg_rewind compares timelines from the control files: right after a promotion the new
-    # primary's control file still shows the old timeline until a checkpoint is written.
-    _sql(ctx, d, primary, "CHECKPOINT")
-    repl_password = ctx.store.resolve(spec.scope, spec.name).get(REPLICATION_PASSWORD_KEY, "")
-    script = ('pg_rewind --target-pgdata="$PGDATA" --source-server="$SOURCE" --progress '
-              '&& touch "$PGDATA/standby.signal"')
-    env = {
-        "PGDATA": PGDATA,
-        "PGPASSWORD": repl_password,
-        "SOURCE": f"host={d.host(primary)} port={d.port} user={spec.replication_user} dbname=postgres",
-        # pg_rewind runs crash recovery through `sh -c postgres --single`; in a one-shot container
-        # pg_rewind is PID 1, which a stale postmaster.pid may name. This tells postgres that PID
-        # is its grandparent, not a live postmaster.
-        "PG_GRANDPARENT_PID": "1",
-    }
-    t0 = time.monotonic()
-    result = ctx.runtime.run_oneshot(ctx.runtime.image_of(container), ["bash", "-c", script],
-                                     volumes_from=container, network=d.network, env=env,
-                                     labels=dict(ctx.extra_labels))
-    if result.exit_code == 0:
-        ctx.runtime.start_container(container)
-        how = f"pg_rewind kept its data ({time.monotonic() - t0:.2f}s)"
-        progress(f"rewound {d.app_name(ordinal)} onto {d.app_name(primary)}'s timeline; starting it as a standby")
-    else:
-        reason = (result.output.strip().splitlines() or ["pg_rewind failed"])[-1]
-        if any(marker in result.output for marker in _NOT_A_REWIND_PROBLEM):
-            # the source was unreachable: a re-clone would fail the same way, and wiping this
-            # pod's data for nothing would be a loss
-            raise FailoverError(f"pg_rewind could not reach {d.app_name(primary)} ({reason}); "
-                                f"{d.app_name(ordinal)} is stopped with its data intact — fix it and retry rejoin")
-        progress(f"pg_rewind failed ({reason}); falling back to wipe and re-clone")
-        ctx.runtime.remove_container(container)
-        ctx.runtime.remove_volume(ref.volume(ordinal))
-        ctx.runtime.run_pod(d.pod(ordinal))
-        how = "pg_rewind failed, so it was wiped and re-cloned from the primary"
+    # the intent first: killed from here on, reconcile finishes the rejoin
+    _record(spec, ctx, repair.mark_rejoin(ctx.store.resolve(spec.scope, spec.name), ordinal))
+    try:
+        how = repair.rejoin_pod(ctx.runtime, d, ordinal, replication_user=spec.replication_user,
+                                bucket=ctx.store.resolve(spec.scope, spec.name), extra_labels=ctx.extra_labels,
+                                progress=progress)
+    except RuntimeFailure as exc:
+        raise FailoverError(str(exc)) from None
     _wait(lambda: streams_from_primary(d, load_cluster(spec, ctx).pod(ordinal)), 120,
           f"{d.app_name(ordinal)} to stream from {d.app_name(primary)}")
+    _record(spec, ctx, repair.forget_rejoin(ctx.store.resolve(spec.scope, spec.name), ordinal))
     progress(f"{d.app_name(ordinal)} streams from {d.app_name(primary)}")
     after = load_cluster(spec, ctx)
     return f"postgres {ref}: rejoined {d.app_name(ordinal)} as a standby — {how}; " \

@@ -1,9 +1,11 @@
-"""The reconcile loop: seed the bucket, derive desired state, then observe → plan → execute
+"""The reconcile loop: seed the bucket, then derive desired state → observe → plan → execute
 until converged (or one pass, for ``reconcile``).
 
-Each pass starts from scratch: nothing from a previous pass is carried over as truth, only the
-previous roles, to print a progress line when a pod changes role. Only this module sleeps, and
-only the CLI exits.
+Each pass starts from scratch: the desired state is derived again from the bucket (a promote may
+have moved the primary or recorded a switchover meanwhile) and the cluster observed again; nothing
+from a previous pass is carried over as truth, only the previous roles, to print a progress line
+when a pod changes role. Only this module sleeps (through ``Context.sleep``, also between the
+retries of a step), and only the CLI exits.
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from typing import Any
 from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
-from voodu_postgres.reconciler.execute import execute
+from voodu_postgres.reconciler.execute import default_retrying, execute
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, expand
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
-from voodu_postgres.reconciler.runtime import DockerRuntime, write_state
+from voodu_postgres.reconciler.runtime import Runtime, write_state
 from voodu_postgres.reconciler.spec import PostgresSpec, Problem, SpecError
 from voodu_postgres.reconciler.store import Store
 from voodu_postgres.states.pod import PodRole
@@ -47,7 +49,7 @@ class Report:
 
 @dataclass(frozen=True)
 class Context:
-    runtime: DockerRuntime
+    runtime: Runtime
     store: Store
     home: Path
     network: str
@@ -102,8 +104,15 @@ def reconcile(
 
     assets_dir = assets_dir_for(ctx.home, spec)
     state_dir = state_dir_for(ctx.home, spec)
-    desired = derive(spec, bucket, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels,
-                     state_dir=state_dir)
+
+    def current_desired() -> Desired:
+        # the bucket is re-read on every pass: while a long apply waits, a promote may set its
+        # switchover marker (PG_SWITCHOVER_TO) or move the primary (PG_PRIMARY_ORDINAL)
+        source = bucket if dry_run else ctx.store.resolve(spec.scope, spec.name)
+        return derive(spec, source, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels,
+                      state_dir=state_dir)
+
+    desired = current_desired()
     if not dry_run:
         write_state(state_dir, {"primary_ordinal": str(desired.target_primary)})
     deadline = ctx.clock() + timeout
@@ -112,6 +121,8 @@ def reconcile(
     passes = 0
     while True:
         passes += 1
+        if passes > 1:
+            desired = current_desired()
         observed = snapshot(ctx.runtime, desired, assets_dir)
         roles = {o: r for o, r in roles_of(desired, observed).items() if pod_of(desired, observed, o).exists}
         for ordinal, role in roles.items():
@@ -123,7 +134,8 @@ def reconcile(
         if dry_run:
             return Report(str(ref), current.message, current.converged, current, seeded, [], passes)
         if current.steps:
-            results = execute(current, desired, ctx.runtime, assets_dir=assets_dir)
+            results = execute(current, desired, ctx.runtime, assets_dir=assets_dir,
+                              retrying=lambda: default_retrying(sleep=ctx.sleep))
             for outcome in results:
                 mark = "✓" if outcome.ok else "✗"
                 progress(f"{mark} {outcome.step.kind.value}"

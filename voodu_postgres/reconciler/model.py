@@ -48,6 +48,7 @@ class PgStatus:
     pending: tuple[PendingSetting, ...] = ()
     receiver_status: str | None = None  # standby: pg_stat_wal_receiver.status ("streaming")
     receiver_host: str | None = None  # standby: the host it streams from
+    conninfo_host: str | None = None  # standby: the host its primary_conninfo names (streaming or not)
     replicas: tuple[Replica, ...] = ()  # primary: pg_stat_replication
     sync_auto: str | None = None  # synchronous_standby_names as set in postgresql.auto.conf
     boot_overrides: tuple[str, ...] = ()  # settings the entrypoint raised for this boot only
@@ -122,7 +123,8 @@ class Desired:
     overrides_sha: str
     network: str
     statefulset: dict[str, Any] = field(default_factory=dict, compare=False)
-    switchover: int | None = None  # a promote to this ordinal is in progress
+    switchover: int | None = None  # a promote to this ordinal was recorded and has not finished
+    rejoin: frozenset[int] = frozenset()  # former primaries recorded as needing a rejoin (PG_REJOIN)
     sync_names: str | None = None  # synchronous_standby_names wanted in postgresql.auto.conf
 
     def pod(self, ordinal: int) -> PodSpec:
@@ -150,6 +152,14 @@ class StepKind(StrEnum):
     RELOAD_CONFIG = "reload config"
     REMOVE_POD = "remove pod"
     SET_SYNC = "set synchronous standbys"
+    # finishing what an interrupted promote or rejoin left (the intents recorded in the bucket)
+    PROMOTE = "promote"  # pg_promote() the switchover target: the old primary is fenced
+    RECORD_PRIMARY = "record primary"  # the switchover target accepts writes: make it the primary
+    CLEAR_SWITCHOVER = "abandon switchover"  # the old primary still serves: nothing was promoted
+    FENCE = "fence"  # stop a former primary that still accepts writes
+    REJOIN = "rejoin"  # pg_rewind (or re-clone) a former primary onto the current one
+    CLEAR_REJOIN = "rejoined"  # a former primary streams again: forget the intent
+    REPOINT = "repoint"  # a standby's primary_conninfo names another host: rewrite and reload
 
 
 @dataclass(frozen=True)
@@ -188,7 +198,8 @@ class Plan:
 
     @property
     def converged(self) -> bool:
-        return not self.steps and not self.waiting
+        """Nothing to do, nothing to wait for, and nothing blocked on a human."""
+        return not self.steps and not self.waiting and not self.blocked
 
 
 @dataclass(frozen=True)

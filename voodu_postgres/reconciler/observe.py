@@ -19,7 +19,7 @@ from pathlib import Path
 
 from voodu_postgres.reconciler.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica
 from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, DockerRuntime, RuntimeFailure, file_digests
+from voodu_postgres.reconciler.runtime import ContainerInfo, Runtime, RuntimeFailure, file_digests
 
 GUARD_LOG_MARKER = "refusing to start replica"
 
@@ -59,7 +59,7 @@ def psql_argv(port: int, user: str, database: str, sql: str) -> list[str]:
             "-U", user, "-d", database, "-c", sql]
 
 
-def run_sql(runtime: DockerRuntime, container: str, *, port: int, user: str, database: str, sql: str) -> str:
+def run_sql(runtime: Runtime, container: str, *, port: int, user: str, database: str, sql: str) -> str:
     """Run one statement in a pod over trusted loopback TCP; its output, or RuntimeFailure
     carrying psql's last line (the error) when it fails."""
     result = runtime.exec(container, psql_argv(port, user, database, sql))
@@ -92,7 +92,7 @@ def resource_labels(ref: Ref) -> dict[str, str]:
     return {"voodu.kind": "statefulset", "voodu.scope": ref.scope, "voodu.name": ref.name}
 
 
-def query_pg(runtime: DockerRuntime, container: str, *, port: int, user: str,
+def query_pg(runtime: Runtime, container: str, *, port: int, user: str,
              database: str) -> tuple[PgStatus | None, str | None]:
     try:
         output = run_sql(runtime, container, port=port, user=user, database=database, sql=STATUS_SQL)
@@ -104,7 +104,7 @@ def query_pg(runtime: DockerRuntime, container: str, *, port: int, user: str,
         return None, f"unexpected status output: {exc}"
 
 
-def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desired: Desired,
+def _pod_status(runtime: Runtime, info: ContainerInfo, ordinal: int, desired: Desired,
                 volumes: set[str]) -> PodStatus:
     pg, error = (None, None)
     guard = False
@@ -133,7 +133,7 @@ def _pod_status(runtime: DockerRuntime, info: ContainerInfo, ordinal: int, desir
     )
 
 
-def snapshot(runtime: DockerRuntime, desired: Desired, assets_dir: Path) -> Observed:
+def snapshot(runtime: Runtime, desired: Desired, assets_dir: Path) -> Observed:
     """Observe every ordinal of ``desired.ref`` that has a container or a data volume."""
     ref = desired.ref
     labels = resource_labels(ref)

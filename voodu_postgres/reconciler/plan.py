@@ -48,7 +48,8 @@ def roles_of(desired: Desired, observed: Observed) -> dict[int, PodRole]:
     out: dict[int, PodRole] = {}
     for ordinal in sorted(ordinals):
         pod = observed.pod(ordinal) or PodStatus(ordinal=ordinal, container=desired.ref.container(ordinal))
-        out[ordinal] = classify(pod, target_primary=desired.target_primary, writable_count=writable)
+        out[ordinal] = classify(pod, target_primary=desired.target_primary, writable_count=writable,
+                                switchover=desired.switchover, rejoin=desired.rejoin)
     return out
 
 
@@ -72,6 +73,8 @@ def describe(desired: Desired, observed: Observed) -> str:
             parts.append(f"{name} cloning")
         elif role is PodRole.PENDING:
             parts.append(f"{name} starting")
+        elif role is PodRole.REJOINING:
+            parts.append(f"{name} rejoining")
         else:
             parts.append(f"{name} {role.value}")
     return ", ".join(parts)
@@ -97,34 +100,58 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         if OVERRIDES_KEY in changed and any(p.reachable for p in observed.pods):
             steps.append(Step(StepKind.RELOAD_CONFIG, None, "pg_config changed: reload running pods"))
 
-    if desired.switchover is not None:
-        waiting.append(Wait(desired.switchover, f"the switchover to {desired.app_name(desired.switchover)} "
-                                                "to finish (re-run `voodu-postgres promote` if it was interrupted)"))
-        return _finish(desired, observed, steps, waiting, blocked)
-
     if P >= desired.replicas:
         blocked.append(f"refusing to scale to replicas = {desired.replicas}: it would remove "
                        f"{desired.app_name(P)}, the current primary (promote one of "
                        f"{desired.app_name(0)}..{desired.app_name(desired.replicas - 1)} first)")
         return _finish(desired, observed, steps, waiting, blocked)
 
-    if len(writable) > 1:
-        names = ", ".join(desired.app_name(p.ordinal) for p in writable)
-        blocked.append(f"split brain: {names} all accept writes; stop the one that is not "
-                       f"{desired.app_name(P)} and run `voodu-postgres rejoin {ref} --replica N`")
-
     primary = pod_of(desired, observed, P)
     primary_is_ready = roles[P] is PodRole.PRIMARY
     streaming = all(
         streams_from_primary(desired, pod_of(desired, observed, o)) for o in range(desired.replicas) if o != P
     )
+    moving = _port_moves(desired, observed)
 
     def view(pod: PodStatus) -> PodView:
         return PodView(pod=pod, target_primary=P, primary_ready=primary_is_ready,
-                       writable_count=len(writable), standbys_streaming=streaming)
+                       writable_count=len(writable), standbys_streaming=streaming,
+                       switchover=desired.switchover, rejoin=desired.rejoin,
+                       streams=streams_from_primary(desired, pod),
+                       lowers_minimum=pod.ordinal == P and lowers_standby_minimum(pod),
+                       port_moves=bool(moving))
 
     def allowed(pod: PodStatus, trigger: str) -> bool:
         return PodMachine(roles[pod.ordinal]).may(trigger, view(pod))
+
+    # an interrupted promote: finish it (or give it up) before anything else moves
+    if desired.switchover is not None:
+        _finish_switchover(desired, observed, roles, allowed, steps, waiting, blocked)
+        return _finish(desired, observed, steps, waiting, blocked)
+
+    # former primaries recorded for a rejoin: fence, rewind, then forget the intent
+    for ordinal in sorted(desired.rejoin):
+        if ordinal >= desired.replicas:
+            continue
+        pod = pod_of(desired, observed, ordinal)
+        name = desired.app_name(ordinal)
+        if allowed(pod, "fence"):
+            steps.append(Step(StepKind.FENCE, ordinal, f"{name} was the primary and still accepts writes"))
+        elif roles[ordinal] is PodRole.FENCED and allowed(pod, "rejoin"):
+            steps.append(Step(StepKind.REJOIN, ordinal, f"{name} was the primary: rewind it onto "
+                                                        f"{desired.app_name(P)} (re-clone if that fails)"))
+        elif allowed(pod, "rejoined"):
+            steps.append(Step(StepKind.CLEAR_REJOIN, ordinal, f"{name} streams from {desired.app_name(P)} again"))
+        elif roles[ordinal] in (PodRole.FENCED, PodRole.REJOINING):
+            waiting.append(Wait(ordinal, f"{name} to rejoin {desired.app_name(P)}"))
+
+    if len(writable) > 1:
+        unexpected = [p for p in writable if p.ordinal != P and p.ordinal not in desired.rejoin]
+        if unexpected:
+            names = ", ".join(desired.app_name(p.ordinal) for p in unexpected)
+            blocked.append(f"split brain: {names} accept(s) writes next to the primary {desired.app_name(P)} and "
+                           "no promote or rejoin recorded why; keep the primary with `voodu-postgres rejoin "
+                           f"{ref} --replica {unexpected[0].ordinal}` (that pod's own writes are discarded)")
 
     # 2. the primary
     if roles[P] is PodRole.DOWN and primary.state == "restarting":
@@ -151,7 +178,7 @@ def plan(desired: Desired, observed: Observed) -> Plan:
 
     # 3. standbys
     for ordinal in range(desired.replicas):
-        if ordinal == P:
+        if ordinal == P or ordinal in desired.rejoin:
             continue
         pod = pod_of(desired, observed, ordinal)
         role = roles[ordinal]
@@ -167,19 +194,27 @@ def plan(desired: Desired, observed: Observed) -> Plan:
                 waiting.append(Wait(P, f"{desired.app_name(P)} to serve before {name} can clone"))
         elif role is PodRole.BOOTSTRAPPING:
             waiting.append(Wait(ordinal, f"{name} to finish cloning and start streaming"))
+        elif role is PodRole.STANDBY and pod.pg is not None and pod.pg.conninfo_host not in (
+                None, desired.host(P)):
+            # it follows a pod that is no longer the primary (an interrupted promote re-pointed
+            # nobody): rewrite primary_conninfo and reload — no restart
+            steps.append(Step(StepKind.REPOINT, ordinal, f"{name} follows {pod.pg.conninfo_host}, not "
+                                                         f"{desired.app_name(P)}"))
         elif role is PodRole.STANDBY and not streams_from_primary(desired, pod):
             waiting.append(Wait(ordinal, f"{name} to stream from {desired.app_name(P)}"))
-        elif role is PodRole.SPLIT_BRAIN:
-            blocked.append(
-                f"{name} is in split brain (its data was last a primary); it will not be started. "
-                f"Recover: voodu-postgres rejoin {ref} --replica {ordinal}"
-            )
+        elif role is PodRole.SPLIT_BRAIN and not pod.writable and allowed(pod, "rejoin"):
+            # the entrypoint guard refused it: its data was last a primary's. The recorded primary
+            # wins; pg_rewind discards what it wrote after the fork
+            steps.append(Step(StepKind.REJOIN, ordinal, f"{name}'s data was last a primary's (the entrypoint "
+                                                        f"refused it): rewind it onto {desired.app_name(P)}"))
+        elif role is PodRole.SPLIT_BRAIN and not pod.writable:
+            waiting.append(Wait(P, f"{desired.app_name(P)} to serve before {name} can rejoin"))
 
     # synchronous commit: only once a standby streams, or every write would hang until one does
     any_streaming = any(streams_from_primary(desired, pod_of(desired, observed, o))
                         for o in range(desired.replicas) if o != P)
-    if primary_is_ready and primary.pg is not None and primary.pg.sync_auto != desired.sync_names and (
-            desired.sync_names is None or any_streaming):
+    if primary.pg is not None and primary.pg.sync_auto != desired.sync_names and allowed(primary, "configure") \
+            and (desired.sync_names is None or any_streaming):
         want = desired.sync_names or "(unset)"
         steps.append(Step(StepKind.SET_SYNC, P, f"synchronous_standby_names should be {want}"))
 
@@ -187,26 +222,30 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     extra = sorted((p for p in observed.pods if p.ordinal >= desired.replicas and p.exists),
                    key=lambda p: -p.ordinal)
     for pod in extra:
-        if allowed(pod, "remove") and not pod.writable:
+        if allowed(pod, "remove"):
             steps.append(Step(StepKind.REMOVE_POD, pod.ordinal,
                               f"replicas = {desired.replicas}: {desired.app_name(pod.ordinal)} is surplus "
                               "(its data volume is kept)"))
-        else:
-            blocked.append(f"refusing to remove {desired.app_name(pod.ordinal)}: it is the current primary "
-                           f"(promote another pod first)")
+        elif pod.writable:
+            blocked.append(f"refusing to remove {desired.app_name(pod.ordinal)}: it is surplus but accepts writes "
+                           f"(split brain next to {desired.app_name(P)}); end it with `voodu-postgres rejoin "
+                           f"{ref} --replica {pod.ordinal}` or raise replicas")
+        elif roles[pod.ordinal] is PodRole.SPLIT_BRAIN:
+            blocked.append(f"not removing {desired.app_name(pod.ordinal)} yet: its data was last a primary's")
 
     # 5. rolling changes: only when the cluster is otherwise settled — except that a pending
     # *decrease* of a standby-minimum setting restarts the primary first and at once: standbys
     # cannot run with a lower value than the primary, so waiting for them would deadlock.
-    if not steps and not blocked and roles[P] is PodRole.PRIMARY and lowers_standby_minimum(primary):
+    if not steps and not blocked and lowers_standby_minimum(primary) and allowed(primary, "roll"):
         steps.append(Step(StepKind.RESTART_POD, P,
                           f"{desired.app_name(P)} lowers a setting standbys must match "
                           "(restarting the primary first)"))
-    elif not steps and not waiting and not blocked and (moving := _port_moves(desired, observed)):
+    elif not steps and not waiting and not blocked and moving:
         # a new port: a standby on the new port cannot reach a primary on the old one and vice
         # versa, so a one-at-a-time roll would deadlock. Recreate every pod now, primary first.
         for ordinal in _roll_order(desired, primary_first=True):
-            if ordinal in moving:
+            pod = pod_of(desired, observed, ordinal)
+            if ordinal in moving and allowed(pod, "move"):
                 steps.append(Step(StepKind.RECREATE_POD, ordinal,
                                   f"port changes to {desired.port}: all pods move together (brief outage)"))
     elif not steps and not waiting and not blocked:
@@ -214,6 +253,43 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         if roll is not None:
             steps.append(roll)
     return _finish(desired, observed, steps, waiting, blocked)
+
+
+def _finish_switchover(desired: Desired, observed: Observed, roles: dict[int, PodRole],
+                       allowed: Callable[[PodStatus, str], bool], steps: list[Step], waiting: list[Wait],
+                       blocked: list[str]) -> None:
+    """A promote recorded its target (``PG_SWITCHOVER_TO``) and did not finish.
+
+    Whoever plans this holds the cluster's lease, so the promote that wrote the marker is gone.
+    Roll forward when the target is promoted (or the old primary is already fenced, so only the
+    target can take over); roll back only while the old primary still serves — then nothing was
+    promoted, since promote fences before it promotes.
+    """
+    P, T = desired.target_primary, desired.switchover
+    assert T is not None
+    target = pod_of(desired, observed, T)
+    old, new = desired.app_name(P), desired.app_name(T)
+    if T == P or T >= desired.replicas:
+        steps.append(Step(StepKind.CLEAR_SWITCHOVER, T, f"a switchover to {new} is recorded but {new} "
+                                                       f"{'is already the primary' if T == P else 'no longer exists'}"))
+    elif allowed(target, "promoted"):
+        if pod_of(desired, observed, P).writable:
+            blocked.append(f"split brain: {old} and {new} both accept writes after an interrupted switchover; "
+                           f"stop the one whose writes you keep last — `voodu-postgres rejoin "
+                           f"{desired.ref} --replica {P}` keeps {new}")
+        else:
+            steps.append(Step(StepKind.RECORD_PRIMARY, T, f"{new} was promoted by an interrupted switchover: "
+                                                         f"record it as the primary ({old} rejoins it)"))
+    elif allowed(target, "abandon") or (roles[P] is PodRole.PRIMARY and roles[T] is not PodRole.PROMOTING):
+        steps.append(Step(StepKind.CLEAR_SWITCHOVER, T, f"the switchover to {new} stopped before {old} was "
+                                                       f"fenced: {old} stays the primary"))
+    elif allowed(target, "repromote"):
+        steps.append(Step(StepKind.PROMOTE, T, f"{old} was fenced by an interrupted switchover: promote {new}"))
+    elif roles[T] is PodRole.DOWN and target.state == "restarting":
+        waiting.append(Wait(T, f"{new} (target of an interrupted switchover) is restarting"))
+    else:
+        blocked.append(f"an interrupted switchover to {new} cannot finish: {new} is {roles[T].value} and {old} "
+                       f"is {roles[P].value}; start {desired.ref.container(T)} (docker start) and reconcile")
 
 
 #: Hot standby refuses to replay WAL from a primary whose value of these is higher than its own

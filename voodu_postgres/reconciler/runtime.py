@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
@@ -73,6 +73,55 @@ class ContainerInfo:
     def port(self) -> int | None:
         raw = self.identity.get("PG_PORT", "")
         return int(raw) if raw.isdigit() else None
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Every container-engine operation the reconciler (observe, execute, loop, failover) and the
+    commands use. :class:`DockerRuntime` is the real one; unit tests use an in-memory fake.
+
+    Failures are :class:`RuntimeFailure` (``transient`` when worth retrying), never raw client
+    exceptions.
+    """
+
+    def ensure_network(self, name: str, labels: Mapping[str, str] | None = None) -> None: ...
+
+    def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None: ...
+
+    def ensure_image(self, image: str) -> None: ...
+
+    def remove_volume(self, name: str) -> None: ...
+
+    def run_pod(self, pod: PodSpec) -> str: ...
+
+    def remove_container(self, name: str, *, timeout: int = 30) -> None: ...
+
+    def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
+
+    def list_volumes(self, labels: Mapping[str, str]) -> list[str]: ...
+
+    def network_exists(self, name: str) -> bool: ...
+
+    def start_container(self, name: str) -> None: ...
+
+    def restart_container(self, name: str, *, timeout: int = 30) -> None: ...
+
+    def container_state(self, name: str) -> str | None: ...
+
+    def host_port(self, name: str, container_port: int) -> int: ...
+
+    def exec(self, name: str, argv: list[str], *, user: str = "postgres",
+             env: Mapping[str, str] | None = None) -> ExecResult: ...
+
+    def stop_container(self, name: str, *, timeout: int = 30) -> int: ...
+
+    def image_of(self, name: str) -> str: ...
+
+    def run_oneshot(self, image: str, argv: list[str], *, volumes_from: str, network: str,
+                    env: Mapping[str, str] | None = None, user: str = "postgres",
+                    labels: Mapping[str, str] | None = None, timeout: float = 300) -> ExecResult: ...
+
+    def logs_tail(self, name: str, lines: int = 20) -> str: ...
 
 
 def _one_line(exc: Exception) -> str:
@@ -476,3 +525,8 @@ class DockerRuntime:
         for network in self.client.networks.list(filters={"label": label}):
             network.remove()
         return removed
+
+
+if TYPE_CHECKING:
+    def _docker_runtime_is_a_runtime(runtime: DockerRuntime) -> Runtime:
+        return runtime  # mypy checks DockerRuntime against the protocol here

@@ -102,6 +102,7 @@ _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CPU_RE = re.compile(r"(\d+(\.\d+)?|\.\d+|\d+m)")
 _MEMORY_RE = re.compile(r"\d+(Ki|Mi|Gi|Ti|K|M|G|T)?")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_UNPRINTABLE_RE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 Scalar = bool | int | float | str
 # joins several problems found inside one field so load_spec can report them separately
@@ -129,6 +130,12 @@ class SpecError(VooduError, ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x1b``): user input echoed in a
+    message must not break it over several lines or drive the terminal."""
+    return _UNPRINTABLE_RE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def type_name(value: object) -> str:
@@ -224,6 +231,8 @@ class PostgresSpec(BaseModel):
     @classmethod
     def _image(cls, v: object) -> str:
         text = _as_str(v).strip()
+        if any(c.isspace() or not c.isprintable() for c in text):
+            raise ValueError(f'"{printable(text)}" is not an image reference (no spaces or control characters)')
         # Go defect fixed: image = "" used to leak into the statefulset as an empty image.
         return text or DEFAULT_IMAGE
 
@@ -284,7 +293,7 @@ class PostgresSpec(BaseModel):
             value = v[key]
             if not isinstance(key, str) or not is_valid_pg_config_key(key):
                 bad.append(
-                    f'key "{key}" is not a valid postgres parameter name '
+                    f'key "{printable(str(key))}" is not a valid postgres parameter name '
                     "(lowercase letters, digits and _, optionally one dotted prefix: anti-injection guard)"
                 )
             elif not isinstance(value, bool | int | float | str):
@@ -329,6 +338,8 @@ class PostgresSpec(BaseModel):
 def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
     """Normalise one passthrough key to its wire form; return (value, problems)."""
     problems: list[str] = []
+    if _has_nonfinite(value):
+        return value, ["a number is out of range (numbers must be finite)"]
     if key == "env":
         if not isinstance(value, Mapping):
             return value, [f"expected a map, got {type_name(value)}"]
@@ -384,8 +395,73 @@ def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
         unknown = sorted(set(value) - {"liveness", "readiness", "startup"})
         if unknown:
             return value, [f"unknown probe {', '.join(unknown)} (expected liveness, readiness or startup)"]
-        return dict(value), []
+        for name, probe in value.items():
+            problems += [f"{name}{p}" for p in _probe_problems(probe)]
+        return dict(value), problems
+    if key == "ulimits":
+        if not isinstance(value, Mapping):
+            return value, [f'expected a map such as {{ nofile = "1024:2048" }}, got {type_name(value)}']
+        problems = [f'{k}: expected "soft:hard" or an integer, got {type_name(v)}'
+                    for k, v in value.items() if isinstance(v, bool) or not isinstance(v, str | int)]
+        return dict(value), problems
+    if key == "logs":
+        if not isinstance(value, Mapping):
+            return value, [f'expected a logs {{ max_size = "10m", max_files = 3 }} block, got {type_name(value)}']
+        max_size, max_files = value.get("max_size"), value.get("max_files")
+        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, str | int | float)):
+            problems.append(f'max_size: expected a size such as "10m", got {type_name(max_size)}')
+        if max_files is not None and not _whole(max_files, minimum=1):
+            problems.append(f"max_files: expected a whole number >= 1, got {_shown(max_files)}")
+        return dict(value), problems
     return value, []
+
+
+def _has_nonfinite(value: object) -> bool:
+    """A number HCL overflowed to infinity (``1e400``), or JSON's NaN, anywhere inside ``value``."""
+    pending = [value]  # a loop, not recursion: any nesting depth the parser accepted is fine here
+    while pending:
+        item = pending.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return True
+        if isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return False
+
+
+def _whole(value: object, *, minimum: int) -> bool:
+    try:
+        return as_int(value) >= minimum
+    except ValueError:
+        return False
+
+
+def _shown(value: object) -> str:
+    return printable(repr(value)) if isinstance(value, str | int | float) else type_name(value)
+
+
+def _probe_problems(probe: object) -> list[str]:
+    """The shape apply's Docker healthcheck needs; messages start with the part they are about."""
+    if not isinstance(probe, Mapping):
+        return [f": expected one {{ … }} block, got {type_name(probe)}"]
+    problems = []
+    command = probe["exec"].get("command", []) if isinstance(probe.get("exec"), Mapping) else []
+    if "exec" in probe and (not isinstance(probe["exec"], Mapping) or not isinstance(command, list | tuple)
+                            or any(isinstance(a, bool) or not isinstance(a, str | int | float) for a in command)):
+        problems.append('.exec: expected { command = ["…", …] }')
+    tcp = probe.get("tcp_socket")
+    if "tcp_socket" in probe and (not isinstance(tcp, Mapping) or not _whole(tcp.get("port", 1), minimum=1)):
+        problems.append(".tcp_socket: expected { port = <integer> }")
+    for key in ("period", "timeout", "initial_delay"):
+        duration = probe.get(key)
+        if duration is not None and (isinstance(duration, bool) or not isinstance(duration, str | int | float)
+                                     or (not isinstance(duration, str) and duration < 0)):
+            problems.append(f'.{key}: expected a duration such as "10s", got {_shown(duration)}')
+    for key in ("failure_threshold", "success_threshold"):
+        if probe.get(key) is not None and not _whole(probe[key], minimum=1):
+            problems.append(f".{key}: expected a whole number >= 1, got {_shown(probe[key])}")
+    return problems
 
 
 def _env_string(value: object) -> str:

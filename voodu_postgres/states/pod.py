@@ -27,9 +27,10 @@ class PodRole(StrEnum):
     BOOTSTRAPPING = "bootstrapping"  # a standby's container runs: cloning or starting recovery
     STANDBY = "standby"  # serving, in recovery
     PRIMARY = "primary"  # serving, writable
-    PROMOTING = "promoting"  # pg_promote issued, still in recovery
-    FENCED = "fenced"  # an old primary stopped so it can take no more writes
-    REJOINING = "rejoining"  # being rewound / re-cloned to follow the current primary
+    PROMOTING = "promoting"  # the target of a recorded switchover (PG_SWITCHOVER_TO), running
+    FENCED = "fenced"  # stopped so it takes no writes: a former primary awaiting rejoin (PG_REJOIN), or
+    #                    the recorded primary stopped by an unfinished switchover
+    REJOINING = "rejoining"  # a former primary (PG_REJOIN) running again, not yet streaming
     SPLIT_BRAIN = "split-brain"  # a second writable primary, or a standby whose data was a primary
 
 
@@ -41,7 +42,12 @@ class PodView:
     target_primary: int
     primary_ready: bool  # the target primary serves writes and accepts replication connections
     writable_count: int  # pods out of recovery right now
-    standbys_streaming: bool = True  # every other desired pod streams from the target primary
+    standbys_streaming: bool  # every other desired pod streams from the target primary
+    switchover: int | None = None  # the recorded target of an unfinished switchover
+    rejoin: frozenset[int] = frozenset()  # former primaries recorded as needing a rejoin
+    streams: bool = False  # this pod streams from the target primary
+    lowers_minimum: bool = False  # this (primary) pod has a pending decrease of a standby-minimum setting
+    port_moves: bool = False  # the cluster's port changes: every pod moves at once
 
 
 # -- guards (pure) ----------------------------------------------------------------------------
@@ -65,9 +71,36 @@ def others_streaming(view: PodView) -> bool:
     return view.standbys_streaming
 
 
+def lowers_minimum(view: PodView) -> bool:
+    """A decrease of a setting standbys must match restarts the primary *first* (else deadlock)."""
+    return view.lowers_minimum
+
+
+def port_moves(view: PodView) -> bool:
+    """A new port: pods on the old and the new port cannot reach each other, so all move at once."""
+    return view.port_moves
+
+
 def not_guarded(view: PodView) -> bool:
     """The entrypoint's split-brain guard refused this pod's data; starting it again is pointless."""
     return not view.pod.guard_tripped
+
+
+def switchover_elsewhere(view: PodView) -> bool:
+    """A switchover to another pod is recorded: this (current) primary may be fenced."""
+    return view.switchover is not None and view.switchover != view.pod.ordinal
+
+
+def marked_for_rejoin(view: PodView) -> bool:
+    return view.pod.ordinal in view.rejoin
+
+
+def is_writable(view: PodView) -> bool:
+    return view.pod.writable
+
+
+def streams(view: PodView) -> bool:
+    return view.streams
 
 
 POD_TRANSITIONS: list[dict[str, Any]] = [
@@ -78,22 +111,41 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
      "conditions": [primary_ready, not_guarded], "unless": [is_target_primary]},
     {"trigger": "serve", "source": PodRole.PENDING, "dest": PodRole.PRIMARY},
     {"trigger": "serve", "source": PodRole.BOOTSTRAPPING, "dest": PodRole.STANDBY},
-    # rolling changes: standbys first, the primary last
+    # rolling changes (restart or recreate): standbys first, the primary last — or first, when it
+    # lowers a setting standbys must match
     {"trigger": "roll", "source": PodRole.STANDBY, "dest": PodRole.BOOTSTRAPPING,
      "conditions": [primary_ready], "unless": [is_target_primary]},
     {"trigger": "roll", "source": PodRole.PRIMARY, "dest": PodRole.PENDING,
      "conditions": [is_target_primary, others_streaming]},
-    # scale-down never removes the primary
-    {"trigger": "remove", "source": [PodRole.STANDBY, PodRole.BOOTSTRAPPING, PodRole.DOWN, PodRole.SPLIT_BRAIN,
+    {"trigger": "roll", "source": PodRole.PRIMARY, "dest": PodRole.PENDING,
+     "conditions": [is_target_primary, lowers_minimum]},
+    # a port change moves every pod at once
+    {"trigger": "move", "source": PodRole.PRIMARY, "dest": PodRole.PENDING,
+     "conditions": [is_target_primary, port_moves]},
+    {"trigger": "move", "source": [PodRole.STANDBY, PodRole.BOOTSTRAPPING], "dest": PodRole.BOOTSTRAPPING,
+     "conditions": [port_moves], "unless": [is_target_primary]},
+    # settings applied by reload on the primary (synchronous_standby_names)
+    {"trigger": "configure", "source": PodRole.PRIMARY, "dest": PodRole.PRIMARY,
+     "conditions": [is_target_primary]},
+    # scale-down never removes the primary, nor a pod still accepting writes
+    {"trigger": "remove", "source": [PodRole.STANDBY, PodRole.BOOTSTRAPPING, PodRole.DOWN, PodRole.FENCED,
                                      PodRole.REJOINING],
      "dest": PodRole.DOWN, "unless": [is_target_primary]},
-    # failover (promote / rejoin)
+    # switchover / failover: the intent (PG_SWITCHOVER_TO) is recorded before anything moves
     {"trigger": "promote", "source": PodRole.STANDBY, "dest": PodRole.PROMOTING, "unless": [is_target_primary]},
-    {"trigger": "promoted", "source": PodRole.PROMOTING, "dest": PodRole.PRIMARY},
-    {"trigger": "fence", "source": PodRole.PRIMARY, "dest": PodRole.FENCED},
+    {"trigger": "fence", "source": PodRole.PRIMARY, "dest": PodRole.FENCED, "conditions": [switchover_elsewhere]},
+    {"trigger": "fence", "source": PodRole.SPLIT_BRAIN, "dest": PodRole.FENCED, "conditions": [marked_for_rejoin]},
+    # an unfinished switchover: promote again once the old primary is fenced, record the new
+    # primary once it accepts writes, or give up while the old one still serves
+    {"trigger": "repromote", "source": PodRole.PROMOTING, "dest": PodRole.PROMOTING,
+     "unless": [primary_ready, is_writable]},
+    {"trigger": "promoted", "source": PodRole.PROMOTING, "dest": PodRole.PRIMARY, "conditions": [is_writable]},
+    {"trigger": "abandon", "source": PodRole.PROMOTING, "dest": PodRole.STANDBY,
+     "conditions": [primary_ready], "unless": [is_writable]},
+    # a former primary follows the new one (pg_rewind, or a fresh clone)
     {"trigger": "rejoin", "source": [PodRole.FENCED, PodRole.SPLIT_BRAIN, PodRole.DOWN, PodRole.STANDBY],
-     "dest": PodRole.REJOINING, "conditions": [primary_ready], "unless": [is_target_primary]},
-    {"trigger": "rejoined", "source": PodRole.REJOINING, "dest": PodRole.STANDBY},
+     "dest": PodRole.REJOINING, "conditions": [primary_ready], "unless": [is_target_primary, is_writable]},
+    {"trigger": "rejoined", "source": PodRole.REJOINING, "dest": PodRole.STANDBY, "conditions": [streams]},
     # observation of a second writer
     {"trigger": "diverge", "source": [PodRole.PRIMARY, PodRole.STANDBY, PodRole.DOWN, PodRole.PENDING],
      "dest": PodRole.SPLIT_BRAIN},
@@ -111,17 +163,28 @@ class PodMachine(Model):
         return PodRole(self.state)
 
 
-def classify(pod: PodStatus, *, target_primary: int, writable_count: int) -> PodRole:
-    """The role a pod is in right now, from observation alone."""
+def classify(pod: PodStatus, *, target_primary: int, writable_count: int, switchover: int | None = None,
+             rejoin: frozenset[int] = frozenset()) -> PodRole:
+    """The role a pod is in right now, from observation plus the recorded in-flight intents
+    (``switchover``: the target of an unfinished promote; ``rejoin``: former primaries to rejoin)."""
+    ordinal = pod.ordinal
+    if ordinal in rejoin and ordinal != target_primary:
+        if not pod.running or (pod.guard_tripped and not pod.reachable):
+            return PodRole.FENCED if pod.exists else PodRole.DOWN
+        return PodRole.SPLIT_BRAIN if pod.writable else PodRole.REJOINING
     if pod.guard_tripped and not pod.reachable:
         return PodRole.SPLIT_BRAIN
     if not pod.exists or not pod.running:
+        if pod.exists and ordinal == target_primary and switchover is not None and switchover != ordinal:
+            return PodRole.FENCED
         return PodRole.DOWN
+    if switchover == ordinal and ordinal != target_primary:
+        return PodRole.PROMOTING
     if pod.pg is None:
-        return PodRole.PENDING if pod.ordinal == target_primary else PodRole.BOOTSTRAPPING
+        return PodRole.PENDING if ordinal == target_primary else PodRole.BOOTSTRAPPING
     if pod.pg.in_recovery:
         return PodRole.STANDBY
     # writable: fine when it is the only writer and the designated primary
-    if writable_count > 1 or pod.ordinal != target_primary:
+    if writable_count > 1 or ordinal != target_primary:
         return PodRole.SPLIT_BRAIN
     return PodRole.PRIMARY

@@ -1,0 +1,164 @@
+"""The effects that move the primary or bring a former primary back — shared by the ``promote`` and
+``rejoin`` commands and by the reconciler, which runs them to finish what an interrupted command
+left (the intents it recorded in the bucket: ``PG_SWITCHOVER_TO``, ``PG_REJOIN``).
+
+Each function performs one step and returns a line saying what it did; none waits for the
+cluster to settle (the caller observes again). Bucket writes that record a step are returned as
+key/value maps (:func:`flip`, :func:`forget_rejoin`) so the caller writes them in one transaction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+
+from voodu_postgres.reconciler.expand import (
+    PRIMARY_ORDINAL_KEY,
+    REJOIN_KEY,
+    REPLICATION_PASSWORD_KEY,
+    SWITCHOVER_KEY,
+    ordinals,
+)
+from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.reconciler.naming import PGDATA
+from voodu_postgres.reconciler.observe import run_sql
+from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure
+from voodu_postgres.render.statefulset import WRAPPER_PATH
+
+STOP_TIMEOUT = 60
+#: pg_rewind output that means "could not talk to the source", not "cannot rewind this data"
+_NOT_A_REWIND_PROBLEM = ("could not connect", "password authentication failed", "Connection refused",
+                         "could not translate host name", "timeout expired")
+
+
+def sql(runtime: Runtime, desired: Desired, ordinal: int, statement: str) -> str:
+    try:
+        return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
+                       database=desired.database, sql=statement)
+    except RuntimeFailure as exc:
+        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *, poll: float = 0.05) -> float:
+    start = time.monotonic()
+    while True:
+        try:
+            if predicate():
+                return time.monotonic() - start
+        except RuntimeFailure:
+            pass
+        if time.monotonic() - start > timeout:
+            raise RuntimeFailure(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(poll)
+
+
+# -- bucket records ---------------------------------------------------------------------------
+
+
+def flip(bucket: Mapping[str, str], new: int, old: int) -> dict[str, str]:
+    """One bucket write: ``new`` is the primary, ``old`` must rejoin it, the switchover is over."""
+    rejoin = (ordinals(bucket.get(REJOIN_KEY, "")) | {old}) - {new}
+    return {PRIMARY_ORDINAL_KEY: str(new), SWITCHOVER_KEY: "", REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
+
+
+def mark_rejoin(bucket: Mapping[str, str], ordinal: int) -> dict[str, str]:
+    rejoin = ordinals(bucket.get(REJOIN_KEY, "")) | {ordinal}
+    return {REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
+
+
+def forget_rejoin(bucket: Mapping[str, str], ordinal: int) -> dict[str, str]:
+    rejoin = ordinals(bucket.get(REJOIN_KEY, "")) - {ordinal}
+    return {REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
+
+
+# -- pod effects ------------------------------------------------------------------------------
+
+
+def fence(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: int = STOP_TIMEOUT) -> int:
+    """Stop a pod so it can take no more writes (Docker also drops its restart policy for a stop).
+
+    Returns the exit code: 0 is a clean fast shutdown, after which every standby that was
+    connected has flushed all the WAL it wrote (walsenders wait for that before exiting).
+    """
+    return runtime.stop_container(desired.ref.container(ordinal), timeout=timeout)
+
+
+def lsn(text: str) -> int:
+    high, _, low = text.strip().partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def promote_pod(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: float = 30) -> str:
+    """``pg_promote()`` and wait until it accepts writes; the function must return ``t``."""
+    name = desired.app_name(ordinal)
+    if sql(runtime, desired, ordinal, "SELECT pg_is_in_recovery()") == "f":
+        return f"{name} already accepts writes"
+    out = sql(runtime, desired, ordinal, "SELECT pg_promote(true, 60)")
+    if out.splitlines()[-1].strip() != "t":
+        raise RuntimeFailure(f"pg_promote() on {name} returned {out!r}")
+    waited = wait_until(lambda: sql(runtime, desired, ordinal, "SELECT pg_is_in_recovery()") == "f", timeout,
+                        f"{name} to leave recovery")
+    return f"promoted {name}: accepting writes after {waited:.2f}s"
+
+
+def repoint(runtime: Runtime, desired: Desired, ordinal: int) -> str:
+    """Rewrite a running standby's ``primary_conninfo`` for the current primary and reload it."""
+    name = desired.app_name(ordinal)
+    result = runtime.exec(desired.ref.container(ordinal), ["bash", WRAPPER_PATH, "--repoint"], user="root")
+    if result.exit_code != 0:
+        last = (result.output.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
+        raise RuntimeFailure(f"{name}: could not rewrite primary_conninfo: {last}")
+    sql(runtime, desired, ordinal, "SELECT pg_reload_conf()")
+    return f"re-pointed {name} at {desired.app_name(desired.target_primary)} (reload, no restart)"
+
+
+def rejoin_pod(runtime: Runtime, desired: Desired, ordinal: int, *, replication_user: str,
+               bucket: Mapping[str, str], extra_labels: Mapping[str, str] | None = None,
+               progress: Callable[[str], None] = lambda _line: None) -> str:
+    """Make a former primary a standby of the current one; returns once it is started again.
+
+    Stop it (ending any split brain), ``CHECKPOINT`` the primary (pg_rewind compares timelines
+    from control files, and right after a promotion the new one still shows the old timeline),
+    ``pg_rewind`` as the postgres OS user in a one-shot container sharing the pod's mounts, arm
+    ``standby.signal`` and start it. If pg_rewind cannot rewind this data, wipe the pod's volume
+    and re-create it (a fresh clone) — but never wipe when the primary was merely unreachable.
+    """
+    ref = desired.ref
+    name, primary = desired.app_name(ordinal), desired.target_primary
+    container = ref.container(ordinal)
+    state = runtime.container_state(container)
+    if state is None:
+        raise RuntimeFailure(f"{container} does not exist; reconcile recreates it")
+    if state in ("running", "restarting"):
+        runtime.stop_container(container, timeout=STOP_TIMEOUT)
+        progress(f"stopped {name}")
+    sql(runtime, desired, primary, "CHECKPOINT")
+    script = ('pg_rewind --target-pgdata="$PGDATA" --source-server="$SOURCE" --progress '
+              '&& touch "$PGDATA/standby.signal"')
+    env = {
+        "PGDATA": PGDATA,
+        "PGPASSWORD": bucket.get(REPLICATION_PASSWORD_KEY, ""),
+        "SOURCE": f"host={desired.host(primary)} port={desired.port} user={replication_user} dbname=postgres",
+        # pg_rewind runs crash recovery through `postgres --single`; in a one-shot container
+        # pg_rewind is PID 1, which a stale postmaster.pid may name: this tells postgres that
+        # PID is its grandparent, not a live postmaster
+        "PG_GRANDPARENT_PID": "1",
+    }
+    t0 = time.monotonic()
+    result = runtime.run_oneshot(runtime.image_of(container), ["bash", "-c", script], volumes_from=container,
+                                 network=desired.network, env=env, labels=dict(extra_labels or {}))
+    if result.exit_code == 0:
+        runtime.start_container(container)
+        progress(f"rewound {name} onto {desired.app_name(primary)}'s timeline; starting it as a standby")
+        return f"pg_rewind kept its data ({time.monotonic() - t0:.2f}s)"
+    reason = (result.output.strip().splitlines() or ["pg_rewind failed"])[-1]
+    if any(marker in result.output for marker in _NOT_A_REWIND_PROBLEM):
+        # the source was unreachable: a re-clone would fail the same way, and wiping this pod's
+        # data for nothing would be a loss
+        raise RuntimeFailure(f"pg_rewind could not reach {desired.app_name(primary)} ({reason}); {name} is "
+                             "stopped with its data intact — fix that and retry")
+    progress(f"pg_rewind failed ({reason}); falling back to wipe and re-clone")
+    runtime.remove_container(container)
+    runtime.remove_volume(ref.volume(ordinal))
+    runtime.run_pod(desired.pod(ordinal))
+    return "pg_rewind failed, so it was wiped and re-cloned from the primary"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from voodu_postgres import __version__
 from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, envelope_error
-from voodu_postgres.errors import UsageError, VooduError
+from voodu_postgres.errors import CommandError, UsageError, VooduError
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK
 
 if TYPE_CHECKING:
@@ -363,7 +363,12 @@ def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
     if args.command not in PLUGIN_COMMANDS:
         instead = _UNDER_VOODU.get(args.command, "the standalone CLI")
         raise UsageError(f"{args.command} manages standalone clusters; under Voodu use {instead}")
-    invocation = read_invocation(env.stdin.read(), env.environ)
+    try:
+        context = env.stdin.read()
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"decode stdin: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                           f"{exc.start})") from None
+    invocation = read_invocation(context, env.environ)
     mode = PluginMode(env, invocation)
     if args.command == "info":
         from voodu_postgres.commands.base import Result

@@ -289,8 +289,12 @@ def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
             key, sep, value = pair.partition("=")
             if not sep or not _KEY_RE.fullmatch(key):
                 raise UsageError(f'config set: "{key if sep else pair}" is not KEY=VALUE with a valid key')
-            if value == "-":
-                value = env.stdin.readline().rstrip("\n")
+            try:
+                if value == "-":
+                    value = env.stdin.readline().rstrip("\n")
+                value.encode("utf-8")  # argv and stdin may carry undecodable bytes (as surrogate escapes)
+            except UnicodeError:
+                raise CommandError(f"config set: the value of {key} is not UTF-8 text") from None
             kv[key] = value
         store.patch(scope, name, kv)
         changed = sorted(kv)

@@ -9,12 +9,15 @@ must not stall the cluster), and the loop re-observes afterwards anyway.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
+from voodu_postgres.reconciler import repair
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
+from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
 from voodu_postgres.reconciler.podspec import PodSpec
@@ -37,6 +40,22 @@ def default_retrying(sleep: Callable[[float], None] = time.sleep) -> Retrying:
     )
 
 
+@dataclass(frozen=True)
+class Records:
+    """What the steps that finish an interrupted promote or rejoin need beyond Docker: the bucket
+    (to read the intents and record their outcome — ``write`` also updates the state file pods
+    read the primary from), the replication role, and the labels for one-shot containers."""
+
+    read: Callable[[], Mapping[str, str]]
+    write: Callable[[Mapping[str, str]], None]
+    replication_user: str
+    extra_labels: Mapping[str, str] = field(default_factory=dict)
+
+
+REPAIR_KINDS = frozenset({StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER, StepKind.FENCE,
+                          StepKind.REJOIN, StepKind.CLEAR_REJOIN, StepKind.REPOINT})
+
+
 def execute(
     plan: Plan,
     desired: Desired,
@@ -44,6 +63,7 @@ def execute(
     *,
     assets_dir: Path,
     retrying: Callable[[], Retrying] = default_retrying,
+    records: Records | None = None,
 ) -> list[Outcome]:
     outcomes: list[Outcome] = []
     # the reload step writes the overrides itself, keeping the old text to restore on rejection.
@@ -55,11 +75,43 @@ def execute(
         try:
             for attempt in retrying():
                 with attempt:
-                    detail = _run(step, desired, runtime, assets_dir, reload_planned, previous)
+                    if step.kind in REPAIR_KINDS:
+                        detail = _repair(step, desired, runtime, records)
+                    else:
+                        detail = _run(step, desired, runtime, assets_dir, reload_planned, previous)
             outcomes.append(Outcome(step, True, detail))
         except RuntimeFailure as exc:
             outcomes.append(Outcome(step, False, str(exc), retryable=exc.transient))
     return outcomes
+
+
+def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | None) -> str:
+    """The steps that finish what an interrupted promote or rejoin left (see ``plan``)."""
+    assert step.ordinal is not None
+    ordinal, name = step.ordinal, desired.app_name(step.ordinal)
+    if records is None:
+        raise RuntimeFailure(f"{step.kind.value} {name} needs the state store")
+    if step.kind is StepKind.PROMOTE:
+        return repair.promote_pod(runtime, desired, ordinal)
+    if step.kind is StepKind.RECORD_PRIMARY:
+        records.write(repair.flip(records.read(), ordinal, desired.target_primary))
+        return f"recorded {name} as the primary; {desired.app_name(desired.target_primary)} will rejoin it"
+    if step.kind is StepKind.CLEAR_SWITCHOVER:
+        records.write({SWITCHOVER_KEY: ""})
+        return f"dropped the unfinished switchover to {name}"
+    if step.kind is StepKind.FENCE:
+        code = repair.fence(runtime, desired, ordinal)
+        return f"fenced {name} (stopped, exit code {code})"
+    if step.kind is StepKind.REJOIN:
+        records.write(repair.mark_rejoin(records.read(), ordinal))
+        return repair.rejoin_pod(runtime, desired, ordinal, replication_user=records.replication_user,
+                                 bucket=records.read(), extra_labels=records.extra_labels)
+    if step.kind is StepKind.CLEAR_REJOIN:
+        records.write(repair.forget_rejoin(records.read(), ordinal))
+        return f"{name} rejoined: streaming from {desired.app_name(desired.target_primary)}"
+    if step.kind is StepKind.REPOINT:
+        return repair.repoint(runtime, desired, ordinal)
+    raise AssertionError(f"unhandled step {step.kind}")  # pragma: no cover
 
 
 def _read(path: Path) -> str | None:

@@ -19,8 +19,8 @@ from typing import Any
 from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
-from voodu_postgres.reconciler.execute import default_retrying, execute
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, expand
+from voodu_postgres.reconciler.execute import Records, default_retrying, execute
+from voodu_postgres.reconciler.expand import PASSWORD_KEY, PRIMARY_ORDINAL_KEY, expand
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
@@ -119,6 +119,13 @@ def reconcile(
     previous: dict[int, PodRole] = {}
     outcomes: list[Outcome] = []
     passes = 0
+    def write_records(kv: Mapping[str, str]) -> None:
+        ctx.store.patch(spec.scope, spec.name, kv)
+        if PRIMARY_ORDINAL_KEY in kv:
+            write_state(state_dir, {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
+
+    records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=write_records,
+                      replication_user=spec.replication_user, extra_labels=ctx.extra_labels)
     while True:
         passes += 1
         if passes > 1:
@@ -135,7 +142,7 @@ def reconcile(
             return Report(str(ref), current.message, current.converged, current, seeded, [], passes)
         if current.steps:
             results = execute(current, desired, ctx.runtime, assets_dir=assets_dir,
-                              retrying=lambda: default_retrying(sleep=ctx.sleep))
+                              retrying=lambda: default_retrying(sleep=ctx.sleep), records=records)
             for outcome in results:
                 mark = "✓" if outcome.ok else "✗"
                 progress(f"{mark} {outcome.step.kind.value}"

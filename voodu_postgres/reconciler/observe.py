@@ -44,6 +44,8 @@ SELECT json_build_object(
                      WHERE sourcefile LIKE '%/voodu-runtime.conf' AND name <> 'primary_conninfo'),
   'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
   'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
+  'conninfo_host', CASE WHEN pg_is_in_recovery()
+                        THEN substring(current_setting('primary_conninfo') from 'host=([^ ]+)') END,
   'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
       SELECT coalesce(json_agg(json_build_object(
                'application_name', application_name, 'state', state,
@@ -79,6 +81,7 @@ def parse_status(output: str) -> PgStatus:
                       for p in data.get("pending") or []),
         receiver_status=data.get("receiver_status"),
         receiver_host=data.get("receiver_host"),
+        conninfo_host=data.get("conninfo_host"),
         sync_auto=data.get("sync_auto"),
         boot_overrides=tuple(data.get("boot_overrides") or ()),
         replicas=tuple(

@@ -32,7 +32,6 @@ from tests.integration.chaos import (  # noqa: E402
 )
 from tests.integration.conftest import SESSION, TEST_LABEL  # noqa: E402
 from tests.integration.helpers_cli import Cluster  # noqa: E402
-from tests.integration.load import q  # noqa: E402
 from voodu_postgres.reconciler.runtime import DockerRuntime  # noqa: E402
 
 ROTATION = ("promote", "promote", "rejoin", "concurrent", "apply")
@@ -53,7 +52,6 @@ def main() -> int:
                     network=network)
         try:
             c.apply(replicas=3).ok()
-            q(c, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
             for i in range(args.runs):
                 rng = random.Random(args.seed + i)
                 kind = ROTATION[i % len(ROTATION)]

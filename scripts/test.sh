@@ -12,9 +12,23 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 echo "== ruff"; .venv/bin/ruff check voodu_postgres tests
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports
-echo "== pytest"
-status=0
-.venv/bin/pytest "$@" || status=$?
-# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass
-if [ "$status" -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi
-exit "$status"
+run_pytest() {
+	local status=0
+	.venv/bin/pytest "$@" || status=$?
+	# pytest exits 5 when it collected nothing: that is a failure here, never a silent pass
+	if [ "$status" -eq 5 ]; then echo "pytest collected no tests" >&2; return 1; fi
+	return "$status"
+}
+if [ "$#" -gt 0 ]; then
+	echo "== pytest $*"
+	run_pytest "$@"
+	exit $?
+fi
+# Unit tests first, with the coverage floor the reconciler's effectful core must keep when tested
+# without Docker (the in-memory runtime); then everything that runs against real Docker.
+echo "== pytest: unit (coverage floor 85% for execute, loop, failover)"
+COVERAGE_FILE=.coverage.unit run_pytest -m "not integration" --cov=voodu_postgres.reconciler.execute \
+	--cov=voodu_postgres.reconciler.loop --cov=voodu_postgres.reconciler.failover --cov-report=term \
+	--cov-fail-under=85
+echo "== pytest: integration (real Docker and Postgres)"
+run_pytest -m integration

@@ -11,6 +11,7 @@ primary, and the largest number of writable pods seen in one sample.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 from tests.integration.conftest import SESSION, TEST_LABEL
 from tests.integration.helpers_cli import LABELS_ENV, Cluster
-from tests.integration.load import Sampler, Writer, assert_healed, ids_on, primary_ordinal
+from tests.integration.load import Sampler, Writer, assert_healed, ids_on, primary_ordinal, q
 
 
 @dataclass
@@ -71,8 +72,14 @@ def converge(c: Cluster, replicas: int, timeout: float = 150) -> tuple[bool, str
     return False, last
 
 
+_tables = itertools.count(1)
+
+
 def _under_load(c: Cluster, replicas: int) -> tuple[Writer, Sampler]:
-    writer, sampler = Writer(c, replicas), Sampler(c, replicas)
+    # a fresh table per run: the writer numbers its rows from 1
+    table = f"chaos_{next(_tables)}"
+    q(c, int(primary_ordinal(c)), f"CREATE TABLE {table} (id bigint PRIMARY KEY)")
+    writer, sampler = Writer(c, replicas, table=table), Sampler(c, replicas)
     sampler.start()
     writer.start()
     deadline = time.monotonic() + 30
@@ -87,7 +94,7 @@ def _finish(c: Cluster, name: str, replicas: int, writer: Writer, sampler: Sampl
     time.sleep(0.5)  # a few more acknowledged writes on the healed cluster
     acked = writer.stop()
     sampler.stop()
-    lost = len(set(acked) - ids_on(c, int(primary_ordinal(c)))) if ok else -1
+    lost = len(set(acked) - ids_on(c, int(primary_ordinal(c)), writer.table)) if ok else -1
     most = max([len(w) for _t, w in sampler.doubles] or [1 if sampler.writable_seen else 0])
     return Outcome(name, kill_at, ok, lost, most, len(acked), detail if ok else f"{detail}; {why}")
 

@@ -18,7 +18,6 @@ import pytest
 from tests.integration.chaos import Outcome, apply_killed, concurrent_promotes, promote_killed, rejoin_killed
 from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster
-from tests.integration.load import q
 from voodu_postgres.reconciler.runtime import DockerRuntime
 
 pytestmark = pytest.mark.integration
@@ -33,7 +32,6 @@ def c(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Itera
     cluster = Cluster(runtime=runtime, scope=f"x{SESSION}", name="db", home=work / "home", workdir=work,
                       network=f"vpg-{SESSION}-x")
     cluster.apply(replicas=3).ok()
-    q(cluster, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
     yield cluster
     cluster.cli("delete", cluster.ref, "--prune", "--yes")
 

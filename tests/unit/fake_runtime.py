@@ -30,8 +30,10 @@ Fault hooks: :meth:`~FakeRuntime.fail_call` (a RuntimeFailure on the nth call of
 :meth:`~FakeRuntime.fail_start` (Docker cannot start a pod), :meth:`~FakeRuntime.crash_loop`,
 :meth:`~FakeRuntime.stall` (never gets ready), :meth:`~FakeRuntime.fail_exec` (exec / psql failing
 for a pod, optionally only for statements containing a text, optionally only n times),
-:meth:`~FakeRuntime.reject_param` (``pg_file_settings`` reports an error), ``missing_images``,
-``stop_exit_codes`` and ``rewind_output``.
+:meth:`~FakeRuntime.reject_param` (``pg_file_settings`` reports an error), :meth:`~FakeRuntime.lag`
+(a standby's WAL receiver stays behind), :meth:`~FakeRuntime.disconnect` (a standby's WAL receiver
+is not connected), :meth:`~FakeRuntime.kill` (a container dies without a clean shutdown),
+``missing_images``, ``stop_exit_codes`` and ``rewind_output``.
 
 The fake is thread-safe (``observe`` queries pods in parallel): every API call holds one lock.
 """
@@ -276,6 +278,8 @@ class FakeRuntime:
         self._start_faults: dict[str, RuntimeFailure] = {}
         self._crash_loops: dict[str, list[str]] = {}
         self._stalled: set[str] = set()
+        self._lags: dict[str, int] = {}
+        self._disconnected: set[str] = set()
         self._delays: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.RLock()
         self._ids = 0
@@ -309,6 +313,8 @@ class FakeRuntime:
         self._start_faults.pop(container, None)
         self._crash_loops.pop(container, None)
         self._stalled.discard(container)
+        self._lags.pop(container, None)
+        self._disconnected.discard(container)
 
     def fail_exec(self, container: str, *, contains: str | None = None, times: int | None = None,
                   exit_code: int = 2, output: str | None = None, failure: RuntimeFailure | None = None) -> None:
@@ -324,6 +330,25 @@ class FakeRuntime:
         """Postgres rejects this parameter: ``pg_file_settings`` reports ``error`` for it while it is in
         the overrides file, a reload keeps its old value, and a boot with it fails (FATAL)."""
         self.rejected[name] = error
+
+    def lag(self, container: str, nbytes: int) -> None:
+        """This standby's WAL receiver stays ``nbytes`` behind its primary (it keeps what it has and
+        catches up to ``primary LSN - nbytes``). A clean shutdown of the primary still flushes it all."""
+        self._lags[container] = nbytes
+
+    def disconnect(self, container: str) -> None:
+        """This standby's WAL receiver is not connected (a partition): it serves, in recovery, with its
+        ``primary_conninfo`` intact, but streams nothing and is not in the primary's pg_stat_replication."""
+        self._disconnected.add(container)
+
+    def kill(self, container: str, exit_code: int = 137) -> None:
+        """The container dies at once (SIGKILL, OOM, host crash): ``exited`` with ``exit_code``, no clean
+        shutdown, so each standby keeps only the WAL it had already received."""
+        with self._lock:
+            self._settle()
+            c = self.containers[container]
+            c.log("LOG:  terminated by signal 9: Killed (injected)")
+            c.state, c.exit_code, c.pg, c.crash = "exited", exit_code, None, None
 
     def delay(self, container: str, *, boot: float | None = None, clone: float | None = None) -> None:
         """Per-container boot / clone durations (seconds of the fake clock)."""
@@ -658,7 +683,8 @@ class FakeRuntime:
 
     def _streams_from(self, c: FakeContainer) -> FakeContainer | None:
         pg = c.pg
-        if c.state != "running" or pg is None or not pg.serving or not self._vol(c).standby_signal:
+        if c.state != "running" or pg is None or not pg.serving or not self._vol(c).standby_signal \
+                or c.name in self._disconnected:
             return None
         source = self._primary_at(c, pg.upstream)
         if source is None or self._vol(source).timeline < self._vol(c).timeline:
@@ -758,7 +784,8 @@ class FakeRuntime:
             source = self._streams_from(c)
             if source is not None:
                 vol, src = self._vol(c), self._vol(source)
-                vol.lsn, vol.timeline, vol.roles = src.lsn, src.timeline, dict(src.roles)
+                lsn = max(vol.lsn, src.lsn - self._lags[c.name]) if c.name in self._lags else src.lsn
+                vol.lsn, vol.timeline, vol.roles = lsn, src.timeline, dict(src.roles)
 
     def _retry_crashed(self, c: FakeContainer) -> bool:
         """Docker keeps restarting a crashed container: it comes up once the cause is gone."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from voodu_postgres.errors import VooduError
 from voodu_postgres.reconciler import repair
@@ -325,8 +325,9 @@ def _repoint(ctx: Context, cluster: Cluster, ordinal: int, primary: int, progres
 def _wait_streaming(ctx: Context, spec: PostgresSpec, *, skip: set[int], timeout: float) -> None:
     def healed() -> bool:
         c = load_cluster(spec, ctx)
+        # a standby that is not running follows the new primary when it starts: nothing to wait for
         return all(streams_from_primary(c.desired, c.pod(o)) for o in range(c.desired.replicas)
-                   if o != c.desired.target_primary and o not in skip)
+                   if o != c.desired.target_primary and o not in skip and c.pod(o).running)
 
     _wait(healed, timeout, "every standby to stream from the new primary")
 
@@ -357,7 +358,9 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
                    rejoin=d.rejoin | {ordinal})
     machine = PodMachine(role)
     if role is PodRole.SPLIT_BRAIN and pod.writable and machine.may("fence", view):
+        # a second writer is fenced (stopped) first; from there the machine judges the stopped pod
         machine.fire("fence", view)
+        view = replace(view, pod=replace(pod, pg=None, state="exited"))
     if not machine.may("rejoin", view):
         if ordinal == primary:
             raise FailoverError(f"refusing to rejoin {d.app_name(ordinal)}: it is the current primary")

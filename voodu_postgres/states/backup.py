@@ -1,0 +1,189 @@
+"""The backup state machine: what a backup is right now, and what a command may do with it.
+
+A backup's state is never stored. :func:`classify` derives it on every read from what is
+observed — the capture container (its Docker state and exit code), the files in the host backups
+directory (the final ``.dump``, the temporary ``.partial``) and the outcome a cancel or a failed
+capture recorded in the metadata sidecar — so a stale record can never make a half-written dump
+look complete. ``BACKUP_TRANSITIONS`` is the whole policy as one table; commands ask it
+(:func:`may`, :func:`refusal`, :func:`ensure`) before acting: restore, download and verify need a
+complete backup, a running backup cannot be deleted (cancel it), and only a running one can be
+cancelled.
+
+Verification is not a state: a verified backup is still ``complete`` (verify may run again), and
+the verdict lives in the metadata's verification record, which the listing shows beside the state.
+
+Pure: must not import docker, psycopg, subprocess or sqlite3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from transitions import Machine
+
+from voodu_postgres.errors import CommandError
+from voodu_postgres.states import Model, make_machine
+
+#: How the refusal texts name commands; standalone passes ``"voodu-postgres "``.
+PLUGIN_CLI = "vd pg:"
+
+#: Docker states in which the capture process may still write (Go counts only running/created; a
+#: paused or restarting container still holds the dump open, so it is not finished either).
+ALIVE_CONTAINER_STATES = frozenset({"created", "running", "restarting", "paused"})
+
+
+class BackupState(StrEnum):
+    RUNNING = "running"  # the capture container is alive
+    COMPLETE = "complete"  # the final dump exists (it appears only by rename once every stage succeeded)
+    FAILED = "failed"  # the capture ended without a dump: non-zero exit, or died leaving a .partial
+    CANCELLED = "cancelled"  # a cancel was recorded and the capture ended without a dump
+    DELETED = "deleted"  # nothing left to list: deleted, pruned, or an exited-0 container whose file is gone
+
+
+#: Every trigger of the table, in the order the commands meet them.
+TRIGGERS = ("finish", "fail", "cancel", "restore", "download", "verify", "delete")
+
+
+@dataclass(frozen=True)
+class BackupObservation:
+    """What one backup looks like right now (every field observed, nothing remembered)."""
+
+    container_state: str | None = None  # Docker's State of the capture container; None when there is none
+    exit_code: int | None = None  # from Docker's Status (``Exited (N)``); None when not exited / unknown
+    dump_exists: bool = False  # the final ``bNNN-….dump``
+    partial_exists: bool = False  # the temporary ``bNNN-….dump.partial`` pg_dump writes into
+    recorded: str | None = None  # the metadata sidecar's ``status`` (cancel and a failed capture write it)
+
+    @property
+    def alive(self) -> bool:
+        return self.container_state in ALIVE_CONTAINER_STATES
+
+    @property
+    def exited_badly(self) -> bool:
+        return bool(self.exit_code) or self.container_state == "dead"
+
+
+def classify(obs: BackupObservation) -> BackupState:
+    """The state of a backup from one observation. Order matters, and each rule says why."""
+    # A live process may still be writing, whatever the files say (Go: running overrides complete).
+    if obs.alive:
+        return BackupState.RUNNING
+    # The final name is the commit point: the capture renames the synced dump only after every stage
+    # succeeded, so a file under it is whole — even if a late cancel then stopped the container.
+    if obs.dump_exists:
+        return BackupState.COMPLETE
+    if obs.recorded == BackupState.CANCELLED:
+        return BackupState.CANCELLED
+    # A non-zero exit, or a capture that died (host reboot, SIGKILL, removed container) and left
+    # its temporary file behind: either way no dump exists, so it must not list as complete.
+    if obs.exited_badly or obs.partial_exists or obs.recorded == BackupState.FAILED:
+        return BackupState.FAILED
+    # An exited-0 container whose file is gone (deleted or pruned), or nothing at all (Go: no row).
+    return BackupState.DELETED
+
+
+@dataclass(frozen=True)
+class BackupView:
+    """A backup as a guard (and a refusal message) sees it."""
+
+    backup: str  # display id, e.g. ``b005``
+    ref: str = ""  # the cluster, for the hints in refusal texts
+    dump_present: bool = False  # the final dump file exists now
+    dump_major: int | None = None  # server major the dump came from (metadata, or the TOC header)
+    target_major: int | None = None  # server major of the server it would be restored into
+    reason: str | None = None  # why a failed capture failed, when recorded
+
+
+# -- guards (pure) ----------------------------------------------------------------------------
+
+
+def dump_landed(view: BackupView) -> bool:
+    """A capture finishes only by producing its dump; without one it can only fail."""
+    return view.dump_present
+
+
+def target_not_older(view: BackupView) -> bool:
+    """pg_restore cannot read archives (nor replay objects) from a newer major than its server;
+    refuse up front instead of failing half-way. Unknown versions are not refused."""
+    return view.dump_major is None or view.target_major is None or view.dump_major <= view.target_major
+
+
+BACKUP_TRANSITIONS: list[dict[str, Any]] = [
+    # a capture ends: with its dump (renamed into place), without one, or because it was cancelled
+    {"trigger": "finish", "source": BackupState.RUNNING, "dest": BackupState.COMPLETE, "conditions": [dump_landed]},
+    {"trigger": "fail", "source": BackupState.RUNNING, "dest": BackupState.FAILED, "unless": [dump_landed]},
+    {"trigger": "cancel", "source": BackupState.RUNNING, "dest": BackupState.CANCELLED},
+    # reading a backup needs a complete one; restoring (for real, or to verify) needs a server at
+    # least as new as the one it was dumped from
+    {"trigger": "restore", "source": BackupState.COMPLETE, "dest": BackupState.COMPLETE,
+     "conditions": [target_not_older]},
+    {"trigger": "download", "source": BackupState.COMPLETE, "dest": BackupState.COMPLETE},
+    {"trigger": "verify", "source": BackupState.COMPLETE, "dest": BackupState.COMPLETE,
+     "conditions": [target_not_older]},
+    # anything finished may go (delete, retention); a running capture must be cancelled first
+    {"trigger": "delete", "source": [BackupState.COMPLETE, BackupState.FAILED, BackupState.CANCELLED],
+     "dest": BackupState.DELETED},
+]
+
+
+class BackupMachine(Model):
+    """One backup's machine, put in its observed state."""
+
+    def __init__(self, state: BackupState) -> None:
+        self.machine: Machine = make_machine(self, BackupState, BACKUP_TRANSITIONS, state)
+
+    @property
+    def backup_state(self) -> BackupState:
+        return BackupState(self.state)
+
+
+class BackupRefused(CommandError):
+    """A command asked for a move the backup's state does not allow."""
+
+
+def may(state: BackupState, trigger: str, view: BackupView) -> bool:
+    """Is ``trigger`` legal for a backup in ``state`` (guards included)? Changes nothing."""
+    if trigger not in TRIGGERS:
+        raise ValueError(f"unknown backup trigger {trigger!r}")
+    return BackupMachine(state).may(trigger, view)
+
+
+_VERB = {"restore": "restored", "download": "downloaded", "verify": "verified"}
+
+
+def refusal(state: BackupState, trigger: str, view: BackupView, *, cli: str = PLUGIN_CLI) -> str | None:
+    """The one-line reason ``trigger`` is refused in ``state``, or None when it is allowed."""
+    if may(state, trigger, view):
+        return None
+    b = view.backup
+    if state is BackupState.DELETED:
+        return f"backup {b} no longer exists"
+    if trigger == "cancel":
+        return f"backup {b} is not running (nothing to cancel)"  # Go's wording
+    if trigger in ("finish", "fail"):
+        if state is BackupState.RUNNING:
+            return (f"backup {b} has not produced its dump yet" if trigger == "finish"
+                    else f"backup {b} produced its dump; it cannot fail any more")
+        return f"backup {b} already ended ({state})"
+    if trigger == "delete":  # only RUNNING refuses it
+        return f"backup {b} is still running: cancel it first ({cli}backups:cancel {view.ref} {b})"
+    verb = _VERB[trigger]
+    if state is BackupState.RUNNING:
+        return f"backup {b} is still running; it can be {verb} once it is complete"
+    if state is BackupState.FAILED:
+        why = f": {view.reason}" if view.reason else ""
+        return f"backup {b} failed{why}; only a complete backup can be {verb}"
+    if state is BackupState.CANCELLED:
+        return f"backup {b} was cancelled; only a complete backup can be {verb}"
+    # complete, so a guard refused: the only guard on these is the server version
+    return (f"backup {b} was dumped from PostgreSQL {view.dump_major}, newer than the target's "
+            f"{view.target_major}: it can only be {verb} into PostgreSQL {view.dump_major} or later")
+
+
+def ensure(state: BackupState, trigger: str, view: BackupView, *, cli: str = PLUGIN_CLI) -> None:
+    """Raise :class:`BackupRefused` (one line) unless ``trigger`` is legal."""
+    reason = refusal(state, trigger, view, cli=cli)
+    if reason is not None:
+        raise BackupRefused(reason)

@@ -16,7 +16,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -475,11 +475,63 @@ class DockerRuntime:
             return ""
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
+    # -- detached helper containers (backups) -------------------------------------------------
+
+    def run_detached(self, image: str, argv: list[str], *, name: str, network: str,
+                     binds: Mapping[str, tuple[str, str]], env: Mapping[str, str] | None = None,
+                     user: str = "postgres", labels: Mapping[str, str] | None = None) -> None:
+        """Create and start a helper container (not removed when it exits: its state, exit code and
+        log are the record). ``binds`` maps host path → (container path, mode). Environment travels
+        in the API body, never an argv."""
+        self.ensure_image(image)
+        try:
+            container = self.client.containers.create(
+                image, argv, name=name, user=user, environment=dict(env or {}), network=network,
+                volumes={src: {"bind": dst, "mode": mode} for src, (dst, mode) in binds.items()},
+                labels=dict(labels or {}), detach=True,
+                log_config=LogConfig(type="json-file", config={"max-size": "10m", "max-file": "3"}),
+            )
+            container.start()
+        except APIError as exc:
+            raise _failure(f"start {name}", exc) from None
+
+    def logs(self, name: str) -> str:
+        """A container's whole log (stdout and stderr, interleaved); RuntimeFailure when it is gone."""
+        try:
+            raw = self.client.containers.get(name).logs(stdout=True, stderr=True)
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        except APIError as exc:
+            raise _failure(f"logs of {name}", exc) from None
+        return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+
+    def follow_logs(self, name: str) -> Iterator[str]:
+        """The log from the start, then as it is written, until the container stops."""
+        try:
+            stream = self.client.containers.get(name).logs(stdout=True, stderr=True, stream=True, follow=True)
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        except APIError as exc:
+            raise _failure(f"logs of {name}", exc) from None
+        for chunk in stream:
+            yield chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else str(chunk)
+
+    def exit_code_of(self, name: str) -> int | None:
+        """The exit code of a stopped container; None while it runs or when it is gone."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return None
+        state = container.attrs.get("State", {})
+        if state.get("Running") or str(state.get("Status")) in ("created", "restarting"):
+            return None
+        return int(state.get("ExitCode", -1))
+
     def remove_stale(self, label_key: str, *, older_than_s: float) -> int:
         """Remove what interrupted sessions left behind: objects carrying ``label_key`` whose
         session (the label's value) has no container younger than ``older_than_s``. Sessions
         still running — their containers are recent — are left alone."""
-        from datetime import datetime
+        from datetime import UTC, datetime
 
         cutoff = time.time() - older_than_s
         live: set[str] = set()
@@ -500,14 +552,22 @@ class DockerRuntime:
             if session not in live:
                 container.remove(force=True, v=True)
                 removed += 1
+        def old(created: object) -> bool:
+            # a network or volume made moments ago by a session that has no container yet is live
+            try:
+                stamp = datetime.fromisoformat(str(created)[:19]).replace(tzinfo=UTC).timestamp()
+            except ValueError:
+                return True
+            return stamp < cutoff
+
         for volume in self.client.volumes.list(filters={"label": label_key}):
-            if (volume.attrs.get("Labels") or {}).get(label_key, "") not in live:
+            if (volume.attrs.get("Labels") or {}).get(label_key, "") not in live and old(volume.attrs.get("CreatedAt")):
                 try:
                     volume.remove()
                 except APIError:
                     pass
         for network in self.client.networks.list(filters={"label": label_key}):
-            if (network.attrs.get("Labels") or {}).get(label_key, "") not in live:
+            if (network.attrs.get("Labels") or {}).get(label_key, "") not in live and old(network.attrs.get("Created")):
                 try:
                     network.remove()
                 except APIError:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from voodu_postgres import __version__
 from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, envelope_error
@@ -32,17 +32,23 @@ if TYPE_CHECKING:
 #: every command, as plugin.yml must declare it (aliases included)
 COMMANDS = ("expand", "validate", "render", "config", "apply", "reconcile", "info", "delete", "promote",
             "failover", "rejoin", "link", "unlink", "new-password", "expose", "unexpose", "psql", "defaults",
-            "help")
+            "help", *("backups", "backups:capture", "backups:logs", "backups:cancel", "backups:delete",
+                      "backups:prune", "backups:download", "backups:restore", "backups:verify",
+                      "backups:schedule"))
+_PLUGIN_BACKUPS = ("backups", "backups:logs", "backups:download", "backups:restore", "backups:verify")
 #: commands that answer under Voodu; the rest manage standalone state and refuse there
 PLUGIN_COMMANDS = frozenset({"expand", "help", "defaults", "info", "link", "unlink", "new-password", "expose",
-                             "unexpose", "psql"})
+                             "unexpose", "psql", *_PLUGIN_BACKUPS})
 #: what to use instead, under Voodu, of each standalone-only command
 _UNDER_VOODU = {"apply": "vd apply -f voodu.hcl", "reconcile": "Voodu's controller reconciles by itself",
                 "delete": "vd delete <scope>/<name>", "config": "vd config <scope>/<name> …",
                 "validate": "vd diff -f voodu.hcl", "render": "vd diff -f voodu.hcl",
                 "promote": "voodu-postgres promote on the host (standalone)",
                 "failover": "voodu-postgres promote on the host (standalone)",
-                "rejoin": "voodu-postgres rejoin on the host (standalone)"}
+                "rejoin": "voodu-postgres rejoin on the host (standalone)",
+                **{c: f"voodu-postgres {c} on the host (not implemented under Voodu yet)"
+                   for c in ("backups:capture", "backups:cancel", "backups:delete", "backups:prune",
+                             "backups:schedule")}}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -213,10 +219,104 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-r", "--replica", type=int, metavar="N", help="pod ordinal (default: the primary)")
     p.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run one command and exit")
 
+    _backup_parsers(sub)
+
     p = sub.add_parser("defaults", help="print the default postgres block")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
     sub.add_parser("help", help="plugin overview")
     return parser
+
+
+def _retention_flags(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--keep", metavar="N", help=f"{what}: keep the N newest complete backups (over BACKUP_KEEP)")
+    p.add_argument("--max-age", "--retention", dest="max_age", metavar="D",
+                   help=f"{what}: drop backups older than D (7d, 2w, 168h; over BACKUP_MAX_AGE)")
+
+
+def _backup_parsers(sub: Any) -> None:
+    o = {"choices": ["text", "json"], "default": "text"}
+    p = sub.add_parser("backups", help="list backups: one cluster (scope/name), a scope, or every cluster",
+                       description="Rows come from the backups directory, the capture containers and the metadata "
+                                   "sidecars; a row's state (running, complete, failed, cancelled) is derived now.")
+    p.add_argument("target", nargs="?", metavar="REF|SCOPE")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:capture", help="pg_dump the cluster into its backups directory (detached)",
+                       description=(
+                           "Runs pg_dump (-Fc -Z6) in a container of the cluster's image on its network, from the "
+                           "primary or --from-replica N. The dump is written as .partial, read back (TOC, row "
+                           "counts), checksummed, synced and renamed only when every stage succeeded; a JSON "
+                           "sidecar records what it holds. Returns at once with the id; --follow shows progress "
+                           "(Ctrl-C stops following, not the capture). Retention runs after a successful capture, "
+                           "so --keep N leaves exactly N."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--from-replica", type=int, metavar="N", help="dump from pod N (default: the primary)")
+    p.add_argument("-f", "--follow", action="store_true", help="wait, showing progress, and report the result")
+    _retention_flags(p, "after the capture")
+    p.add_argument("--verify", action="store_true",
+                   help="after capturing, restore it into a throw-away server and compare row counts "
+                        "(implies --follow)")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:logs", help="a capture's log (--follow: until it ends)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-f", "--follow", action="store_true")
+
+    p = sub.add_parser("backups:cancel", help="stop a running capture (every running one without ID); "
+                                              "nothing partial is left")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", nargs="?", metavar="ID")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:delete", help="delete a finished backup (a running one must be cancelled)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-y", "--yes", action="store_true", help="confirm (required)")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:prune", help="apply a retention policy now (flags over BACKUP_KEEP/BACKUP_MAX_AGE)")
+    p.add_argument("ref", metavar="REF")
+    _retention_flags(p, "policy")
+    p.add_argument("--dry-run", action="store_true", help="only list what would go")
+    p.add_argument("-y", "--yes", action="store_true", help="confirm (required unless --dry-run)")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:download", help="copy a complete backup out of the backups directory")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("--to", metavar="PATH", help="file or directory (default: the backup's file name here); "
+                                                "an existing file is never overwritten")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:restore", help="restore a complete backup into the primary, in one transaction",
+                       description=(
+                           "pg_restore --clean --if-exists --no-owner --no-privileges --single-transaction into "
+                           "the primary: a failed restore changes nothing. A dump from a newer PostgreSQL major is "
+                           "refused. Standbys receive the restored data by streaming. Holds the cluster lease."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-y", "--yes", action="store_true", help="confirm (required: objects are replaced)")
+    _lock_flags(p)
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:schedule", help="record a backup schedule (cron, UTC); `reconcile --watch` runs it",
+                       description=(
+                           "Records the schedule in the cluster's bucket (BACKUP_SCHEDULE). `reconcile --watch` "
+                           "starts a capture when a slot is due; a slot missed while it was down runs once when it "
+                           "comes back. --remove drops the schedule."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--at", metavar="CRON", help="standard 5-field cron, UTC (default '0 3 * * *')")
+    p.add_argument("--from-replica", type=int, metavar="N", help="dump from pod N (default: the primary)")
+    _retention_flags(p, "after each scheduled capture")
+    p.add_argument("--remove", action="store_true", help="drop the schedule")
+    p.add_argument("-o", "--output", **o)
+
+    p = sub.add_parser("backups:verify", help="restore a backup into a throw-away server and compare row counts "
+                                              "with its metadata (the result is recorded)")
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("id", metavar="ID")
+    p.add_argument("-o", "--output", **o)
 
 
 HELP_TEXT = """\
@@ -242,6 +342,11 @@ USAGE
   voodu-postgres render -f voodu.hcl            what expand emits (secrets redacted)
   voodu-postgres config get|set|unset REF …     the config bucket (passwords, ordinal, retention)
   voodu-postgres defaults                       the default block
+  voodu-postgres backups [REF|SCOPE]            list backups (state derived now; verified or not)
+  voodu-postgres backups:capture REF [--follow] pg_dump (--from-replica N, --keep N, --max-age D, --verify)
+  voodu-postgres backups:restore REF ID --yes   restore into the primary in one transaction
+  voodu-postgres backups:verify REF ID          restore into a throw-away server, compare row counts
+  voodu-postgres backups:logs|cancel|delete|prune|download …   the rest of the backups suite
   voodu-postgres expand                         Voodu plugin hook (JSON on stdin/stdout)
 
 REF is scope/name. `voodu-postgres <command> --help` shows a command's flags.
@@ -344,6 +449,15 @@ def _dispatch(argv: list[str], env: Env) -> int:
     handlers = {"apply": cluster.cmd_apply, "reconcile": cluster.cmd_reconcile, "info": cluster.cmd_info,
                 "delete": cluster.cmd_delete, "promote": cluster.cmd_promote, "failover": cluster.cmd_promote,
                 "rejoin": cluster.cmd_rejoin}
+    if command == "backups" or command.startswith("backups:"):
+        from voodu_postgres.commands import backups
+
+        backup_handlers = {"backups": backups.cmd_list, "backups:capture": backups.cmd_capture,
+                           "backups:logs": backups.cmd_logs, "backups:cancel": backups.cmd_cancel,
+                           "backups:delete": backups.cmd_delete, "backups:prune": backups.cmd_prune,
+                           "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
+                           "backups:verify": backups.cmd_verify, "backups:schedule": backups.cmd_schedule}
+        return backup_handlers[command](args, mode)
     if command in handlers:
         return handlers[command](args, mode)
     return _app_command(args, passthrough, mode, tty=_stdin_is_tty(env))
@@ -370,6 +484,13 @@ def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
                            f"{exc.start})") from None
     invocation = read_invocation(context, env.environ)
     mode = PluginMode(env, invocation)
+    if args.command in _PLUGIN_BACKUPS:
+        from voodu_postgres.commands import backups
+
+        handlers = {"backups": backups.cmd_list, "backups:logs": backups.cmd_logs,
+                    "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
+                    "backups:verify": backups.cmd_verify}
+        return handlers[args.command](args, mode)
     if args.command == "info":
         from voodu_postgres.commands.base import Result
         from voodu_postgres.commands.info import format_info, info_snapshot

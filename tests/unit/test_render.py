@@ -216,6 +216,7 @@ def test_streaming_conf() -> None:
     settings = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
     assert settings == [
         "hot_standby = on",
+        "hot_standby_feedback = on",
         "max_wal_senders = 10",
         "wal_keep_size = '1GB'",
         "wal_log_hints = on",

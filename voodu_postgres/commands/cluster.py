@@ -25,7 +25,7 @@ from voodu_postgres.commands.files import read_files
 from voodu_postgres.commands.info import format_info, info_snapshot
 from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.commands.mode import refreshed_consumers
-from voodu_postgres.errors import CommandError, UsageError
+from voodu_postgres.errors import CommandError, UsageError, VooduError
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
 from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
@@ -191,6 +191,16 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                 _print_report(env, report, dry_run=args.dry_run)
                 for line in refreshed:
                     _say(env, f"  {line}")
+            if args.watch:  # scheduled backups are started by the watcher (backups:schedule)
+                from voodu_postgres.commands.backups import run_due
+
+                try:
+                    started = run_due(mode, spec.ref)
+                except (VooduError, RuntimeFailure, DockerException, RequestException) as exc:
+                    env.stderr.write(f"⚠ {spec.ref}: scheduled backup: {exc}\n")
+                    started = None
+                if started and args.output == "text":
+                    _say(env, f"  {started}")
         if args.output == "json":
             env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
         if not args.watch:

@@ -10,13 +10,16 @@ Pure: builds from :class:`Facts`; the CLI prints.
 from __future__ import annotations
 
 import io
+from datetime import UTC, datetime
 from typing import Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from voodu_postgres.commands.backup_model import rfc3339
 from voodu_postgres.commands.facts import Facts
+from voodu_postgres.commands.schedule import ScheduleError, next_fire, schedule_from_bucket
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
@@ -98,6 +101,14 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
     interrupted = pending_rotations(bucket)
     if interrupted:
         out["interrupted_rotations"] = interrupted
+    try:
+        schedule = schedule_from_bucket(bucket)
+    except ScheduleError as exc:
+        out["backup_schedule"] = {"error": str(exc)}
+    else:
+        if schedule is not None:
+            out["backup_schedule"] = {**schedule.to_dict(),
+                                      "next": rfc3339(next_fire(schedule.cron, datetime.now(UTC)))}
     out["pods"] = pods
     return out
 
@@ -130,6 +141,15 @@ def format_info(snap: dict[str, Any]) -> str:
     for key in snap.get("interrupted_rotations", []):
         flag = " --replication" if key == REPLICATION_PASSWORD_KEY else ""
         row("⚠ rotation", f"{key} rotation was interrupted; finish it: voodu-postgres new-password {snap['ref']}{flag}")
+    backup = snap.get("backup_schedule")
+    if backup is not None:
+        if "error" in backup:
+            row("⚠ backups", backup["error"])
+        else:
+            extra = "".join(f", {label} {backup[key]}" for key, label in (("from_replica", "from pod"),
+                            ("keep", "keep"), ("max_age", "max-age")) if backup[key] not in (None, 0, "0"))
+            row("backups", f"scheduled {backup['cron']!r} UTC{extra}; next {backup['next']} "
+                           "(runs under reconcile --watch)")
     lines.append("")
     lines.append(_pods_table(snap["pods"]).rstrip("\n"))
     lines.append("")

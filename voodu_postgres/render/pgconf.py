@@ -43,7 +43,10 @@ _STREAMING_CONF = """\
 # wal_keep_size is the bounded alternative; a standby that falls further behind is re-cloned.
 # wal_log_hints lets pg_rewind resync a former primary after a failover (it is recorded in
 # pg_control at startup, which is why it must live in a file rather than on the command line).
+# hot_standby_feedback keeps a long read on a standby (a pg_dump from --from-replica) from being
+# cancelled by a recovery conflict: the primary holds back the vacuum of rows it still sees.
 hot_standby = on
+hot_standby_feedback = on
 max_wal_senders = 10
 wal_keep_size = '1GB'
 wal_log_hints = on

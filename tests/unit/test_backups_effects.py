@@ -1,0 +1,214 @@
+"""The capture script, its log protocol, the pgpass file and where a cluster's backups live — the
+parts of the backups commands that need no Docker (the rest runs in tests/integration/test_backups.py)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from voodu_postgres.cli import main
+from voodu_postgres.commands import backups as cmd
+from voodu_postgres.commands.backups import backups_dir_of
+from voodu_postgres.commands.base import Env
+from voodu_postgres.commands.facts import Facts
+from voodu_postgres.reconciler import backups as fx
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
+from voodu_postgres.reconciler.spec import load_spec
+
+REF = Ref("shop", "db")
+
+
+def test_backups_dir_is_the_volume_mounted_at_backups() -> None:
+    assert backups_dir_of({"volumes": ["x:/etc/a:ro", "/tmp/bk:/backups:rw"]}, REF) == Path("/tmp/bk")
+    assert backups_dir_of({"volumes": ["x:/etc/a:ro"]}, REF) == Path("/opt/voodu/backups/shop/db")
+    assert backups_dir_of({}, Ref("", "db")) == Path("/opt/voodu/backups/_unscoped/db")
+
+
+def test_pgpass_is_0600_and_escapes_separators(tmp_path: Path) -> None:
+    path = fx.write_pgpass(tmp_path, "app:user", r"p:a\ss")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == "*:*:*:app\\:user:p\\:a\\\\ss\n"
+
+
+def test_capture_script_is_valid_bash_quotes_names_and_renames_last() -> None:
+    script = fx.capture_script(host="db-0.shop.voodu", port=5433, user="o'neil", database="appdata",
+                               filename="b001-20260505T020000Z.dump")
+    assert subprocess.run(["bash", "-n", "-c", script], check=False).returncode == 0
+    assert "-U 'o'\"'\"'neil'" in script and "-p 5433" in script and "-Fc -Z6" in script
+    order = [script.index(s) for s in ("pg_dump ", "pg_restore --list", "--data-only", "sha256sum", 'sync "$P"',
+                                       'mv "$P" "$F"', "sync /backups")]
+    assert order == sorted(order)
+    assert "pipefail" in script and "conflict with recovery" in script
+
+
+def test_row_counting_awk_reads_copy_blocks(tmp_path: Path) -> None:
+    sql = ("SET x = 1;\nCOPY public.items (id, v) FROM stdin;\n1\ta\n2\tCOPY not a header\n\\.\n"
+           "COPY public.empty (k) FROM stdin;\n\\.\n")
+    out = subprocess.run(["awk", fx._ROWS_AWK], input=sql, capture_output=True, text=True, check=True).stdout
+    assert out == "public.items\t2\npublic.empty\t0\n"
+
+
+def test_capture_log_protocol() -> None:
+    log = ("@@vpg started 2026-05-05T02:00:00Z\npg_dump: warning: x\n@@vpg toc ;  Format: CUSTOM\n"
+           "@@vpg toc 215; 1259 16385 TABLE public items appuser\n@@vpg rows public.items\t5000\n"
+           "@@vpg rows bad\tline\n@@vpg sha256 abc\n@@vpg size 1234\ncapture complete: /backups/x\n")
+    parsed = fx.parse_capture_log(log)
+    assert parsed.values == {"started": "2026-05-05T02:00:00Z", "sha256": "abc", "size": "1234"}
+    assert parsed.rows == {"public.items": 5000}
+    assert parsed.toc == [";  Format: CUSTOM", "215; 1259 16385 TABLE public items appuser"]
+    assert fx.human_log(log) == "pg_dump: warning: x\ncapture complete: /backups/x\n"
+
+
+def test_write_atomic_replaces_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "b001.dump.json"
+    fx.write_atomic(target, "one")
+    fx.write_atomic(target, "two")
+    assert target.read_text() == "two" and os.listdir(tmp_path) == ["b001.dump.json"]
+
+
+def test_scan_ignores_directories_and_a_missing_dir(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "b001-20260505T020000Z.dump").write_bytes(b"12345")
+    assert fx.scan(tmp_path) == [("b001-20260505T020000Z.dump", 5)]
+    assert fx.scan(tmp_path / "nope") == []
+
+
+def run(*argv: str, environ: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = Env(stdin=io.StringIO(""), stdout=io.StringIO(), stderr=io.StringIO(), environ=environ or {})
+    code = main(list(argv), env)
+    assert isinstance(env.stdout, io.StringIO) and isinstance(env.stderr, io.StringIO)
+    return int(code), env.stdout.getvalue(), env.stderr.getvalue()
+
+
+@pytest.mark.parametrize("argv,text", [
+    (["backups:restore", "shop/db", "b001"], "refusing to restore without --yes"),
+    (["backups:delete", "shop/db", "b001"], "refusing to delete without --yes"),
+])
+def test_destructive_backup_commands_need_yes_before_anything_else(tmp_path: Path, argv: list[str],
+                                                                   text: str) -> None:
+    code, _out, err = run("--home", str(tmp_path), *argv)
+    assert code == 2 and text in err
+
+
+def test_backup_commands_refuse_under_voodu_with_one_line() -> None:
+    code, out, _err = run("backups:capture", "shop/db", environ={"VOODU_PLUGIN_DIR": "/x"})
+    envelope = json.loads(out)
+    assert code == 1 and envelope["status"] == "error" and "standalone" in envelope["error"]
+
+
+# -- finalising exited captures (a tiny fake runtime: only what observe() touches) -------------
+
+
+FILE = "b001-20260505T020000Z.dump"
+
+
+@dataclass
+class FakeBackupRuntime:
+    containers: dict[str, ContainerInfo] = field(default_factory=dict)
+    logs_of: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
+
+    def list_containers(self, labels: dict[str, str]) -> list[ContainerInfo]:
+        return [c for c in self.containers.values() if all(c.labels.get(k) == v for k, v in labels.items())]
+
+    def logs(self, name: str) -> str:
+        if name not in self.logs_of:
+            raise RuntimeFailure(f"container {name} not found")
+        return self.logs_of[name]
+
+    def remove_container(self, name: str, *, timeout: int = 30) -> None:
+        self.removed.append(name)
+        self.containers.pop(name, None)
+
+
+@dataclass
+class StubMode:
+    runtime: Any
+    plugin: bool = False
+    env: Env = field(default_factory=lambda: Env(stdout=io.StringIO(), stderr=io.StringIO(), environ={}))
+
+
+def cluster(tmp_path: Path, runtime: FakeBackupRuntime, bucket: dict[str, str] | None = None) -> cmd.Cluster:
+    spec = load_spec("shop", "db", {"replicas": 2, "database": "appdata", "user": "app"})
+    facts = Facts(spec, bucket or {}, {"volumes": [f"{tmp_path}:/backups:rw"]})
+    return cmd.Cluster(StubMode(runtime), facts, "net", tmp_path)  # type: ignore[arg-type]
+
+
+def exited(backup_id: int, filename: str, code: int, **labels: str) -> ContainerInfo:
+    name = f"shop-db.bk.b{backup_id:03d}"
+    return ContainerInfo(name=name, state="exited", health=None, restart_count=0, exit_code=code,
+                         labels={**fx.backup_labels(REF), cmd.L_ID: str(backup_id), cmd.L_FILE: filename,
+                                 cmd.L_SOURCE: "1", **labels})
+
+
+GOOD_LOG = ("@@vpg started 2026-05-05T02:00:00Z\n@@vpg toc ;     Dumped from database version: 15.5\n"
+            "@@vpg toc 1; 1259 1 TABLE public items app\n@@vpg toc 2; 0 1 TABLE DATA public items app\n"
+            "@@vpg rows public.items\t42\n@@vpg sha256 ab12\n@@vpg size 5\n@@vpg in_recovery t\n"
+            "@@vpg finished 2026-05-05T02:00:07Z\ncapture complete\n")
+
+
+def test_a_completed_capture_gets_its_sidecar_from_its_log(tmp_path: Path) -> None:
+    (tmp_path / FILE).write_bytes(b"12345")
+    rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 0)}, {"shop-db.bk.b001": GOOD_LOG})
+    rows, pruned = cmd.observe(cluster(tmp_path, rt))
+    assert [(r.ref, str(r.state)) for r in rows] == [("b001", "complete")] and pruned == []
+    meta = json.loads((tmp_path / f"{FILE}.json").read_text())
+    assert meta["status"] == "complete" and meta["table_rows"] == {"public.items": 42}
+    assert meta["source"] == {"pod": "shop-db.1", "ordinal": 1, "role": "standby"}
+    assert meta["server_version"] == "15.5" and meta["duration_s"] == 7.0 and meta["sha256"] == "ab12"
+    assert meta["toc"] == {"table": 1, "table_data": 1}
+    assert stat.S_IMODE((tmp_path / f"{FILE}.json").stat().st_mode) == 0o600
+
+
+def test_a_failed_capture_is_recorded_failed_with_the_reason_and_its_partial_removed(tmp_path: Path) -> None:
+    (tmp_path / f"{FILE}.partial").write_bytes(b"12")
+    log = "@@vpg started 2026-05-05T02:00:00Z\npg_dump: error: boom\ncapture failed: pg_dump exited 1\n"
+    rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 1)}, {"shop-db.bk.b001": log})
+    rows, _ = cmd.observe(cluster(tmp_path, rt))
+    assert [(r.ref, str(r.state), r.reason) for r in rows] == [("b001", "failed", "pg_dump exited 1")]
+    assert not (tmp_path / f"{FILE}.partial").exists()
+
+
+def test_a_recorded_cancel_stays_cancelled(tmp_path: Path) -> None:
+    from voodu_postgres.commands.backup_model import BackupMetadata
+
+    (tmp_path / f"{FILE}.partial").write_bytes(b"12")
+    fx.write_atomic(tmp_path / f"{FILE}.json", BackupMetadata(id=1, file=FILE, status="cancelled", reason="by me")
+                    .to_json())
+    rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 137)}, {"shop-db.bk.b001": "killed\n"})
+    rows, _ = cmd.observe(cluster(tmp_path, rt))
+    assert [(r.ref, str(r.state), r.reason) for r in rows] == [("b001", "cancelled", "by me")]
+    assert not (tmp_path / f"{FILE}.partial").exists()
+
+
+def test_a_complete_backup_deleted_by_hand_is_not_rewritten_as_failed(tmp_path: Path) -> None:
+    (tmp_path / FILE).write_bytes(b"12345")
+    rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 0)}, {"shop-db.bk.b001": GOOD_LOG})
+    c = cluster(tmp_path, rt)
+    cmd.observe(c)
+    (tmp_path / FILE).unlink()
+    rows, _ = cmd.observe(c)
+    assert rows == [] and json.loads((tmp_path / f"{FILE}.json").read_text())["status"] == "complete"
+
+
+def test_the_captures_own_keep_is_applied_once_counting_it(tmp_path: Path) -> None:
+    older = ["b001-20260501T020000Z.dump", "b002-20260502T020000Z.dump"]
+    for name in older:
+        (tmp_path / name).write_bytes(b"1")
+    new = "b003-20260503T020000Z.dump"
+    (tmp_path / new).write_bytes(b"12345")
+    rt = FakeBackupRuntime({"shop-db.bk.b003": exited(3, new, 0, **{cmd.L_KEEP: "2"})},
+                           {"shop-db.bk.b003": GOOD_LOG})
+    rows, pruned = cmd.observe(cluster(tmp_path, rt, {"BACKUP_KEEP": "30"}))
+    assert pruned == ["b001"] and [r.ref for r in rows] == ["b002", "b003"]
+    rows, pruned = cmd.observe(cluster(tmp_path, rt, {"BACKUP_KEEP": "30"}))
+    assert pruned == [] and [r.ref for r in rows] == ["b002", "b003"]

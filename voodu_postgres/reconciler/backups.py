@@ -1,0 +1,272 @@
+"""The effects behind the ``backups`` commands: the capture container, the files in the backups host
+directory, and the restores (into the primary, or into a throw-away server to verify a dump).
+
+A capture is one detached container of the cluster's image on the cluster network, named
+``<scope>-<name>.bk.bNNN``. Its script runs every stage with its exit status checked —
+``pg_dump`` into ``<file>.partial`` (retried a bounded number of times after a recovery conflict on
+a standby), ``pg_restore --list`` (the archive must be readable), the per-table row counts read
+back from the archive's own COPY blocks (exact, consistent with the dump), ``sha256sum`` — and
+only then fsyncs the file, renames it to its final name and fsyncs the directory: the rename is
+the commit point, so a dump under its final name is whole. What it learned goes to its log as
+``@@vpg <key> <value>`` lines, from which the caller writes the metadata sidecar once the
+container has exited (so a detached capture needs no process watching it).
+
+The password reaches the container as a 0600 pgpass file bind-mounted read-only (``PGPASSFILE``):
+never an argv, never the container's environment (``docker inspect`` shows both).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult, Runtime, RuntimeFailure, write_secret
+
+MARK = "@@vpg "
+PGPASS_FILE = "backup.pgpass"
+PGPASS_MOUNT = "/run/voodu-backup/pgpass"
+BACKUPS_MOUNT = "/backups"
+ROLE_LABEL = "voodu.role"
+CONFLICT_RETRIES = 3
+
+#: a COPY block's rows, counted from ``pg_restore --data-only -f -`` (one line per row in COPY text)
+_ROWS_AWK = (r'inside { if ($0 == "\\.") { print t "\t" n; inside = 0 } else n++; next } '
+             r'/^COPY / { t = $2; n = 0; inside = 1 }')
+
+
+class BackupRuntime(Runtime, Protocol):
+    """The runtime operations captures, restores and verifications need beyond the reconciler's."""
+
+    def run_detached(self, image: str, argv: list[str], *, name: str, network: str,
+                     binds: Mapping[str, tuple[str, str]], env: Mapping[str, str] | None = None,
+                     user: str = "postgres", labels: Mapping[str, str] | None = None) -> None: ...
+
+    def logs(self, name: str) -> str: ...
+
+    def follow_logs(self, name: str) -> Iterator[str]: ...
+
+    def exit_code_of(self, name: str) -> int | None: ...
+
+
+def backup_labels(ref: Ref) -> dict[str, str]:
+    return {ROLE_LABEL: "backup", "voodu.scope": ref.scope, "voodu.name": ref.name}
+
+
+def list_capture_containers(runtime: Runtime, ref: Ref) -> list[ContainerInfo]:
+    return runtime.list_containers(backup_labels(ref))
+
+
+def _pgpass_field(text: str) -> str:
+    return text.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def write_pgpass(state_dir: Path, user: str, password: str) -> Path:
+    """The 0600 pgpass file captures mount read-only (any host, port and database; this user)."""
+    write_secret(state_dir, PGPASS_FILE, f"*:*:*:{_pgpass_field(user)}:{_pgpass_field(password)}\n")
+    return state_dir / PGPASS_FILE
+
+
+def capture_script(*, host: str, port: int, user: str, database: str, filename: str,
+                   dump_flags: tuple[str, ...] = ("-Fc", "-Z6")) -> str:
+    """The bash the capture container runs (every stage checked; rename last)."""
+    final = shlex.quote(f"{BACKUPS_MOUNT}/{filename}")
+    conn = f"-h {shlex.quote(host)} -p {port} -U {shlex.quote(user)} -d {shlex.quote(database)}"
+    flags = " ".join(dump_flags)
+    return f"""set -uo pipefail
+umask 077
+F={final}; P="$F.partial"
+say() {{ echo "{MARK}$*"; }}
+die() {{ rm -f "$P"; echo "capture failed: $1" >&2; exit "$2"; }}
+say started "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+n=0
+while :; do
+  n=$((n + 1))
+  pg_dump {conn} {flags} -f "$P" 2>/tmp/pg_dump.err; rc=$?
+  cat /tmp/pg_dump.err >&2
+  [ "$rc" -eq 0 ] && break
+  if [ "$n" -lt {CONFLICT_RETRIES} ] && grep -q 'conflict with recovery' /tmp/pg_dump.err; then
+    echo "pg_dump hit a recovery conflict on the standby; retrying ($n/{CONFLICT_RETRIES - 1})" >&2
+    rm -f "$P"; sleep 2; continue
+  fi
+  die "pg_dump exited $rc" "$rc"
+done
+pg_restore --list "$P" >/tmp/toc 2>/tmp/toc.err || die "pg_restore --list cannot read the dump: $(tail -n1 /tmp/toc.err)" 3
+sed 's/^/{MARK}toc /' /tmp/toc
+pg_restore --data-only -f - "$P" 2>/tmp/rows.err | awk '{_ROWS_AWK}' >/tmp/rows \\
+  || die "reading the dump's data back failed: $(tail -n1 /tmp/rows.err)" 4
+sed 's/^/{MARK}rows /' /tmp/rows
+sum=$(sha256sum "$P" | cut -d' ' -f1) || die "sha256sum failed" 5
+say sha256 "$sum"
+say in_recovery "$(psql -XAtq {conn} -c 'SELECT pg_is_in_recovery()' 2>/dev/null)"
+say size "$(stat -c %s "$P")"
+sync "$P" || die "fsync of the dump failed" 6
+mv "$P" "$F" || die "rename into place failed" 7
+sync {shlex.quote(BACKUPS_MOUNT)} || die "fsync of the backups directory failed" 8
+say finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+echo "capture complete: $F"
+"""
+
+
+def start_capture(runtime: BackupRuntime, *, image: str, name: str, network: str, backups_dir: Path,
+                  pgpass: Path, script: str, labels: Mapping[str, str]) -> None:
+    backups_dir.mkdir(parents=True, exist_ok=True)
+    runtime.run_detached(image, ["bash", "-c", script], name=name, network=network, user="root",
+                         binds={str(backups_dir): (BACKUPS_MOUNT, "rw"), str(pgpass): (PGPASS_MOUNT, "ro")},
+                         env={"PGPASSFILE": PGPASS_MOUNT, "PGCONNECT_TIMEOUT": "10"}, labels=labels)
+
+
+@dataclass
+class CaptureLog:
+    """What a capture's ``@@vpg`` lines said, and the rest of its log (for people)."""
+
+    values: dict[str, str] = field(default_factory=dict)
+    toc: list[str] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)
+    text: list[str] = field(default_factory=list)
+
+
+def parse_capture_log(log: str) -> CaptureLog:
+    out = CaptureLog()
+    for line in log.splitlines():
+        if not line.startswith(MARK):
+            out.text.append(line)
+            continue
+        key, _, value = line[len(MARK):].partition(" ")
+        if key == "toc":
+            out.toc.append(value)
+        elif key == "rows":
+            table, _, count = value.rpartition("\t")
+            if table and count.isdigit():
+                out.rows[table] = int(count)
+        else:
+            out.values[key] = value
+    return out
+
+
+def human_log(log: str) -> str:
+    """The log without the machine lines."""
+    return "".join(line for line in log.splitlines(keepends=True) if not line.startswith(MARK))
+
+
+# -- files ------------------------------------------------------------------------------------
+
+
+def scan(directory: Path) -> list[tuple[str, int]]:
+    """``(name, size)`` of every regular file in the backups directory (none when it is missing)."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return []
+    out = []
+    for entry in entries:
+        try:
+            if entry.is_file(follow_symlinks=False):
+                out.append((entry.name, entry.stat(follow_symlinks=False).st_size))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file by rename, synced (the metadata sidecar)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def remove_files(*paths: Path) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def wait_exited(runtime: BackupRuntime, name: str, timeout: float = 60) -> int | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if runtime.container_state(name) is None:
+            return None
+        code = runtime.exit_code_of(name)
+        if code is not None:
+            return code
+        time.sleep(0.2)
+    raise RuntimeFailure(f"{name} did not stop within {timeout:.0f}s")
+
+
+# -- restores ---------------------------------------------------------------------------------
+
+
+def toc_in(runtime: Runtime, container: str, path: str) -> ExecResult:
+    return runtime.exec(container, ["pg_restore", "--list", path], user="root")
+
+
+def restore_into(runtime: Runtime, container: str, *, port: int, user: str, database: str,
+                 path: str) -> ExecResult:
+    """``pg_restore`` in one transaction into a running pod over its trusted loopback (as root, so
+    it can read the 0600 dump): a failure changes nothing."""
+    return runtime.exec(container, ["pg_restore", "-h", "127.0.0.1", "-p", str(port), "-U", user, "-d", database,
+                                    "--clean", "--if-exists", "--no-owner", "--no-privileges",
+                                    "--single-transaction", "--exit-on-error", path], user="root")
+
+
+def server_version_num(runtime: Runtime, container: str, *, port: int, user: str, database: str) -> int:
+    from voodu_postgres.reconciler.observe import run_sql
+
+    return int(run_sql(runtime, container, port=port, user=user, database=database,
+                       sql="SHOW server_version_num"))
+
+
+COUNT_SQL = ("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) || chr(9) || "
+             "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, "
+             "c.relname), false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+             "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
+             "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1")
+
+
+def verify_script(filename: str) -> str:
+    """Restore a dump into a fresh, private server (no network, unix socket in /tmp) and print the
+    per-table row counts as ``@@vpg rows`` lines. Runs as root; the server as ``postgres``."""
+    path = shlex.quote(f"{BACKUPS_MOUNT}/{filename}")
+    as_pg = "setpriv --reuid=postgres --regid=postgres --init-groups"
+    return f"""set -uo pipefail
+D=/tmp/verify; mkdir -p $D && chown postgres:postgres $D
+{as_pg} initdb -D $D/data -U postgres --auth=trust >/tmp/initdb.log 2>&1 || {{ cat /tmp/initdb.log >&2; exit 2; }}
+{as_pg} pg_ctl -D $D/data -o "-c listen_addresses='' -k $D -c fsync=off" -w -l $D/log start >/dev/null \\
+  || {{ cat $D/log >&2; exit 3; }}
+{as_pg} createdb -h $D -U postgres verify || exit 4
+cat {path} | {as_pg} pg_restore -h $D -U postgres -d verify --no-owner --no-privileges --exit-on-error \\
+  || {{ echo "pg_restore failed" >&2; exit 5; }}
+{as_pg} psql -XAtq -h $D -U postgres -d verify -v ON_ERROR_STOP=1 -c {shlex.quote(COUNT_SQL)} >/tmp/counts || exit 6
+sed 's/^/{MARK}rows /' /tmp/counts
+"""
+
+
+def run_verify(runtime: BackupRuntime, *, image: str, name: str, backups_dir: Path, filename: str,
+               labels: Mapping[str, str], timeout: float = 3600) -> tuple[int, str]:
+    """Run :func:`verify_script` in a throw-away container; its exit code and log (it is removed)."""
+    runtime.remove_container(name, timeout=1)
+    runtime.run_detached(image, ["bash", "-c", verify_script(filename)], name=name, network="none",
+                         binds={str(backups_dir): (BACKUPS_MOUNT, "ro")}, user="root", labels=labels)
+    try:
+        code = wait_exited(runtime, name, timeout)
+        return (code if code is not None else -1), runtime.logs(name)
+    finally:
+        runtime.remove_container(name, timeout=1)

@@ -47,10 +47,12 @@ class Tally:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--total", type=int, default=10_000, help="cases across all properties (default 10000)")
+    parser.add_argument("--total", type=int, default=10_000,
+                        help="cases across all properties (default 10000)")
     parser.add_argument("--per-property", type=int, help="cases per property (overrides --total)")
     parser.add_argument("--seed", help="hypothesis seed, to repeat a run")
-    parser.add_argument("--stats", action="store_true", help="also print hypothesis' statistics (outcome mix)")
+    parser.add_argument("--stats", action="store_true",
+                        help="also print hypothesis' statistics (outcome mix)")
     args = parser.parse_args()
     per_property = args.per_property or max(1, args.total // len(PROPERTIES))
     os.environ["VOODU_FUZZ_EXAMPLES"] = str(per_property)

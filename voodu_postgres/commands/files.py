@@ -76,7 +76,8 @@ def read_files(paths: Sequence[str], cache_dir: Path | None = None) -> list[File
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            lines.append(printable(f"{raw}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"))
+            where = f"byte 0x{data[exc.start]:02x} at offset {exc.start}"
+            lines.append(printable(f"{raw}: not UTF-8 text ({where})"))
             continue
         try:
             contents.append(load_text(text, source=raw, blocks=_cached_blocks(text, raw, cache_dir)))
@@ -177,7 +178,7 @@ def cmd_expand(env: Env) -> int:
     except RecursionError:
         envelope_error(env, "decode expand request: nested too deeply")
         return ExitStatus.ERROR
-    except ValueError as exc:  # JSONDecodeError, and NaN/Infinity (not JSON: the controller can't read them back)
+    except ValueError as exc:  # JSONDecodeError, or NaN/Infinity (not JSON: the controller can't read it)
         envelope_error(env, f"decode expand request: {exc}")
         return ExitStatus.ERROR
     if not isinstance(request, dict):

@@ -129,7 +129,8 @@ def load_text(text: str, *, source: str = "<string>", blocks: list[Block] | None
     """Parse and validate every postgres block in ``text`` (or in already-parsed ``blocks``).
 
     Raises :class:`HCLSyntaxError` for unparsable text, or :class:`SpecError` listing every
-    problem in every postgres block (including duplicate block names).
+    problem in every postgres block (including duplicate block names, and whatever ``apply`` would
+    reject when it builds the containers: a bad probe duration, ulimit, extra_hosts entry, …).
     """
     specs: list[PostgresSpec] = []
     bodies: list[dict[str, Any]] = []
@@ -181,9 +182,10 @@ def _pod_error(spec: PostgresSpec) -> str | None:
     apply would generate; the container-level error, or None."""
     expansion = expand(spec, {}, generate=lambda: "0" * 64)
     bucket = {k: v for action in expansion.actions for k, v in (action.kv or {}).items()}
+    paths = {f.name: f"/assets/{f.name}" for f in expansion.files}
     try:
-        build_pod(expansion.manifests[1], 0, asset_paths={f.name: f"/assets/{f.name}" for f in expansion.files},
-                  asset_digests={}, bucket=bucket, network="validate")
+        build_pod(expansion.manifests[1], 0, asset_paths=paths, asset_digests={}, bucket=bucket,
+                  network="validate")
     except PodSpecError as exc:
         return str(exc)
     return None

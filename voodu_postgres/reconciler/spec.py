@@ -232,7 +232,8 @@ class PostgresSpec(BaseModel):
     def _image(cls, v: object) -> str:
         text = _as_str(v).strip()
         if any(c.isspace() or not c.isprintable() for c in text):
-            raise ValueError(f'"{printable(text)}" is not an image reference (no spaces or control characters)')
+            raise ValueError(f'"{printable(text)}" is not an image reference '
+                             "(no spaces or control characters)")
         # Go defect fixed: image = "" used to leak into the statefulset as an empty image.
         return text or DEFAULT_IMAGE
 
@@ -406,9 +407,11 @@ def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
         return dict(value), problems
     if key == "logs":
         if not isinstance(value, Mapping):
-            return value, [f'expected a logs {{ max_size = "10m", max_files = 3 }} block, got {type_name(value)}']
+            return value, [f'expected a logs {{ max_size = "10m", max_files = 3 }} block, '
+                           f"got {type_name(value)}"]
         max_size, max_files = value.get("max_size"), value.get("max_files")
-        if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, str | int | float)):
+        if max_size is not None and (isinstance(max_size, bool)
+                                     or not isinstance(max_size, str | int | float)):
             problems.append(f'max_size: expected a size such as "10m", got {type_name(max_size)}')
         if max_files is not None and not _whole(max_files, minimum=1):
             problems.append(f"max_files: expected a whole number >= 1, got {_shown(max_files)}")
@@ -447,8 +450,9 @@ def _probe_problems(probe: object) -> list[str]:
         return [f": expected one {{ … }} block, got {type_name(probe)}"]
     problems = []
     command = probe["exec"].get("command", []) if isinstance(probe.get("exec"), Mapping) else []
-    if "exec" in probe and (not isinstance(probe["exec"], Mapping) or not isinstance(command, list | tuple)
-                            or any(isinstance(a, bool) or not isinstance(a, str | int | float) for a in command)):
+    words = command if isinstance(command, list | tuple) else [None]
+    bad_word = any(isinstance(a, bool) or not isinstance(a, str | int | float) for a in words)
+    if "exec" in probe and (not isinstance(probe["exec"], Mapping) or bad_word):
         problems.append('.exec: expected { command = ["…", …] }')
     tcp = probe.get("tcp_socket")
     if "tcp_socket" in probe and (not isinstance(tcp, Mapping) or not _whole(tcp.get("port", 1), minimum=1)):

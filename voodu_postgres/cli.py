@@ -393,6 +393,21 @@ def _classify(exc: Exception) -> tuple[int, str]:
     return ExitStatus.ERROR, f"error: {type(exc).__name__}: {text} (run with --traceback for details)"
 
 
+def _command_of(argv: list[str]) -> str | None:
+    """The command word: the first token that is not a global option (``--home`` takes a value)."""
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--home":
+            skip = True
+        elif token == "--":
+            return None
+        elif not token.startswith("-"):
+            return token
+    return None
+
+
 def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
     """``psql … -- ARGS``: everything after the first ``--`` goes to psql untouched."""
     if "--" in argv:
@@ -410,8 +425,7 @@ def _dispatch(argv: list[str], env: Env) -> int:
     if not argv:
         parser.print_help(env.stdout)
         return ExitStatus.OK
-    head = argv[:argv.index("--")] if "--" in argv else argv
-    argv, passthrough = _split_passthrough(argv) if "psql" in head else (argv, [])
+    argv, passthrough = _split_passthrough(argv) if _command_of(argv) == "psql" else (argv, [])
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help / --version print and "exit" through argparse

@@ -162,3 +162,17 @@ def test_refresh_after_a_new_password_and_after_scaling() -> None:
     scaled = facts({"POSTGRES_LINKED_CONSUMERS": "shop/web"}, replicas=5)
     kv = consumer_refresh(scaled, {"shop/web": web})[0].kv or {}
     assert set(kv) == {"DATABASE_READ_URL"} and "db-4.shop.voodu" in kv["DATABASE_READ_URL"]
+
+
+def test_non_ascii_digits_in_the_bucket_are_not_numbers() -> None:
+    from voodu_postgres.reconciler.expand import ordinals, primary_ordinal
+
+    assert primary_ordinal({"PG_PRIMARY_ORDINAL": "²"}) == 0
+    assert ordinals("1,²,٣") == frozenset({1})
+
+
+def test_psql_passthrough_only_splits_for_psql() -> None:
+    from voodu_postgres.cli import _command_of
+
+    assert _command_of(["--home", "psql", "validate", "-f", "x", "--", "-f", "y"]) == "validate"
+    assert _command_of(["psql", "db", "--", "-At"]) == "psql"

@@ -160,8 +160,8 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
     finished = _parse_when(log.values.get("finished"))
     source = info.labels.get(L_SOURCE, "")
     base = BackupMetadata(
-        id=backup_id, file=filename, source_pod=c.ref.container(int(source)) if source.isdigit() else None,
-        source_ordinal=int(source) if source.isdigit() else None,
+        id=backup_id, file=filename, source_pod=c.ref.container(int(source)) if (source.isascii() and source.isdigit()) else None,
+        source_ordinal=int(source) if (source.isascii() and source.isdigit()) else None,
         source_role={"t": "standby", "f": "primary"}.get(log.values.get("in_recovery", "")),
         server_version=log.values.get("server_version"), database=c.facts.spec.database, user=c.facts.spec.user,
         started=started, format=DUMP_FORMAT, compression=DUMP_COMPRESSION)
@@ -171,7 +171,7 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
         meta = replace(base, status=BackupState.COMPLETE, finished=finished,
                        server_version=base.server_version or toc.server_version,
                        duration_s=(finished - started).total_seconds() if finished and started else None,
-                       size_bytes=int(size) if size.isdigit() else dump.stat().st_size,
+                       size_bytes=int(size) if (size.isascii() and size.isdigit()) else dump.stat().st_size,
                        sha256=log.values.get("sha256"), toc=toc.counts,
                        table_rows=log.rows)
     elif existing is not None and existing.status == BackupState.CANCELLED:

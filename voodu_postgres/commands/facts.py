@@ -91,7 +91,7 @@ def consumer_ref(text: str) -> Ref:
 
 def _env_int(env: Mapping[str, Any], key: str, default: int) -> int:
     raw = str(env.get(key, "")).strip()
-    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+    return int(raw) if (raw.isascii() and raw.isdigit()) and int(raw) > 0 else default
 
 
 def spec_from_statefulset(scope: str, name: str, statefulset: Mapping[str, Any]) -> PostgresSpec:

@@ -143,7 +143,7 @@ def parse_capture_log(log: str) -> CaptureLog:
             out.toc.append(value)
         elif key == "rows":
             table, _, count = value.rpartition("\t")
-            if table and count.isdigit():
+            if table and (count.isascii() and count.isdigit()):
                 out.rows[table] = int(count)
         else:
             out.values[key] = value

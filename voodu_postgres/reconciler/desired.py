@@ -70,7 +70,7 @@ def derive(
         overrides_sha=overrides.sha256,
         network=network,
         statefulset=statefulset,
-        switchover=int(switchover) if switchover.isdigit() else None,
+        switchover=int(switchover) if (switchover.isascii() and switchover.isdigit()) else None,
         rejoin=ordinals(bucket.get(REJOIN_KEY, "")) - {target},
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
     )

@@ -79,13 +79,13 @@ def render_files(spec: PostgresSpec) -> list[Rendered]:
 
 def ordinals(raw: str) -> frozenset[int]:
     """``"0,2"`` → {0, 2}; anything that is not a number is ignored."""
-    return frozenset(int(x) for x in (part.strip() for part in raw.split(",")) if x.isdigit())
+    return frozenset(int(x) for x in (part.strip() for part in raw.split(",")) if (x.isascii() and x.isdigit()))
 
 
 def primary_ordinal(bucket: Mapping[str, str]) -> int:
     """The target primary ordinal recorded in the bucket (0 when absent or not a number)."""
     raw = bucket.get(PRIMARY_ORDINAL_KEY, "").strip()
-    return int(raw) if raw.isdigit() else 0
+    return int(raw) if (raw.isascii() and raw.isdigit()) else 0
 
 
 def expand(

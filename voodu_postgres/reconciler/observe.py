@@ -145,7 +145,7 @@ def snapshot(runtime: Runtime, desired: Desired, assets_dir: Path) -> Observed:
     by_ordinal: dict[int, ContainerInfo] = {}
     for info in containers:
         raw = info.labels.get("voodu.replica_ordinal", "")
-        if raw.isdigit():
+        if (raw.isascii() and raw.isdigit()):
             by_ordinal[int(raw)] = info
     with ThreadPoolExecutor(max_workers=max(1, min(8, len(by_ordinal)))) as pool:
         futures = {o: pool.submit(_pod_status, runtime, info, o, desired, volumes)
@@ -153,7 +153,7 @@ def snapshot(runtime: Runtime, desired: Desired, assets_dir: Path) -> Observed:
         pods = {o: f.result() for o, f in futures.items()}
     for name in volumes:  # a data volume without a container is still part of the picture
         prefix = f"voodu-{ref.app_id}-data-"
-        if name.startswith(prefix) and name[len(prefix):].isdigit():
+        if name.startswith(prefix) and (name[len(prefix):].isascii() and name[len(prefix):].isdigit()):
             ordinal = int(name[len(prefix):])
             pods.setdefault(ordinal, PodStatus(ordinal=ordinal, container=ref.container(ordinal),
                                                volume_exists=True))

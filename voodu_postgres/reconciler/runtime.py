@@ -72,7 +72,7 @@ class ContainerInfo:
     @property
     def port(self) -> int | None:
         raw = self.identity.get("PG_PORT", "")
-        return int(raw) if raw.isdigit() else None
+        return int(raw) if (raw.isascii() and raw.isdigit()) else None
 
 
 @runtime_checkable
@@ -150,7 +150,7 @@ def _published(attrs: Mapping[str, Any]) -> dict[int, str]:
     out: dict[int, str] = {}
     for key, bindings in ports.items():
         number, _, proto = str(key).partition("/")
-        if proto != "tcp" or not number.isdigit() or not bindings:
+        if proto != "tcp" or not (number.isascii() and number.isdigit()) or not bindings:
             continue
         first = bindings[0]
         out[int(number)] = f"{first.get('HostIp') or '0.0.0.0'}:{first.get('HostPort') or '(random)'}"

@@ -35,6 +35,7 @@ from voodu_postgres.render.pgconf import is_valid_pg_config_key
 
 DEFAULT_IMAGE = "postgres:latest"
 DEFAULT_PORT = 5432
+MAX_REPLICAS = 32
 DEFAULT_USER = "postgres"
 DEFAULT_DATABASE = "postgres"
 DEFAULT_REPLICATION_USER = "replicator"
@@ -246,6 +247,9 @@ class PostgresSpec(BaseModel):
                 f"replicas = {n} not allowed (must be >= 1; use 1 for a single primary, "
                 ">= 2 for a replicated cluster)"
             )
+        if n > MAX_REPLICAS:
+            # each pod is a full copy of the data on this host: a typo must not start thousands
+            raise ValueError(f"replicas = {n} not allowed (at most {MAX_REPLICAS} pods on one host)")
         return n
 
     @field_validator("database", "user", "replication_user", mode="before")

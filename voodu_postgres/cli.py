@@ -35,7 +35,8 @@ COMMANDS = ("expand", "validate", "render", "config", "apply", "reconcile", "inf
             "help", *("backups", "backups:capture", "backups:logs", "backups:cancel", "backups:delete",
                       "backups:prune", "backups:download", "backups:restore", "backups:verify",
                       "backups:schedule"))
-_PLUGIN_BACKUPS = ("backups", "backups:logs", "backups:download", "backups:restore", "backups:verify")
+_PLUGIN_BACKUPS = ("backups", "backups:capture", "backups:logs", "backups:cancel", "backups:delete", "backups:prune",
+                   "backups:download", "backups:restore", "backups:verify", "backups:schedule")
 #: commands that answer under Voodu; the rest manage standalone state and refuse there
 PLUGIN_COMMANDS = frozenset({"expand", "help", "defaults", "info", "link", "unlink", "new-password", "expose",
                              "unexpose", "psql", *_PLUGIN_BACKUPS})
@@ -45,10 +46,7 @@ _UNDER_VOODU = {"apply": "vd apply -f voodu.hcl", "reconcile": "Voodu's controll
                 "validate": "vd diff -f voodu.hcl", "render": "vd diff -f voodu.hcl",
                 "promote": "voodu-postgres promote on the host (standalone)",
                 "failover": "voodu-postgres promote on the host (standalone)",
-                "rejoin": "voodu-postgres rejoin on the host (standalone)",
-                **{c: f"voodu-postgres {c} on the host (not implemented under Voodu yet)"
-                   for c in ("backups:capture", "backups:cancel", "backups:delete", "backups:prune",
-                             "backups:schedule")}}
+                "rejoin": "voodu-postgres rejoin on the host (standalone)"}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -248,7 +246,8 @@ def _backup_parsers(sub: Any) -> None:
                            "counts), checksummed, synced and renamed only when every stage succeeded; a JSON "
                            "sidecar records what it holds. Returns at once with the id; --follow shows progress "
                            "(Ctrl-C stops following, not the capture). Retention runs after a successful capture, "
-                           "so --keep N leaves exactly N."))
+                           "so --keep N leaves exactly N. Under Voodu the capture is a job <name>.bk.bNNN "
+                           "(no --follow/--verify there)."))
     p.add_argument("ref", metavar="REF")
     p.add_argument("--from-replica", type=int, metavar="N", help="dump from pod N (default: the primary)")
     p.add_argument("-f", "--follow", action="store_true", help="wait, showing progress, and report the result")
@@ -304,7 +303,8 @@ def _backup_parsers(sub: Any) -> None:
                        description=(
                            "Records the schedule in the cluster's bucket (BACKUP_SCHEDULE). `reconcile --watch` "
                            "starts a capture when a slot is due; a slot missed while it was down runs once when it "
-                           "comes back. --remove drops the schedule."))
+                           "comes back. --remove drops the schedule. Under Voodu it prints the cronjob block to add "
+                           "to voodu.hcl instead (Voodu's scheduler runs it)."))
     p.add_argument("ref", metavar="REF")
     p.add_argument("--at", metavar="CRON", help="standard 5-field cron, UTC (default '0 3 * * *')")
     p.add_argument("--from-replica", type=int, metavar="N", help="dump from pod N (default: the primary)")
@@ -351,7 +351,8 @@ USAGE
 
 REF is scope/name. `voodu-postgres <command> --help` shows a command's flags.
 As a Voodu plugin: vd plugins:install <this repository>; then `vd pg:<command> …` runs the same
-commands (info, link, unlink, new-password, expose, unexpose, psql).
+commands (info, link, unlink, new-password, expose, unexpose, psql, and the backups suite:
+captures run as Voodu jobs; backups:schedule prints the cronjob block to add).
 """
 
 
@@ -501,9 +502,11 @@ def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
     if args.command in _PLUGIN_BACKUPS:
         from voodu_postgres.commands import backups
 
-        handlers = {"backups": backups.cmd_list, "backups:logs": backups.cmd_logs,
+        handlers = {"backups": backups.cmd_list, "backups:capture": backups.cmd_capture,
+                    "backups:logs": backups.cmd_logs, "backups:cancel": backups.cmd_cancel,
+                    "backups:delete": backups.cmd_delete, "backups:prune": backups.cmd_prune,
                     "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
-                    "backups:verify": backups.cmd_verify}
+                    "backups:verify": backups.cmd_verify, "backups:schedule": backups.cmd_schedule}
         return handlers[args.command](args, mode)
     if args.command == "info":
         from voodu_postgres.commands.base import Result

@@ -294,7 +294,8 @@ def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
         ctl.put_manifest("statefulset", c.scope, c.name, expand(spec, ctl.resolve(c.scope, c.name)).manifests[1]["spec"])
 
         def dispatch(command: str, *args: str) -> tuple[int, dict[str, Any]]:
-            invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url}
+            invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url,
+                          "plugin_dir": str(c.workdir / "plugin")}
             env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
                       environ={"VOODU_PLUGIN_DIR": "/opt/voodu/plugins/postgres"})
             code = main([command, *args], env)
@@ -316,5 +317,9 @@ def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
         code, env = dispatch("backups:restore", c.ref, result["id"], "--yes")
         assert code == 0 and env["status"] == "ok", env
         assert sql(c, CHECKSUM)[0][0] == before
-        code, env = dispatch("backups:capture", c.ref)
-        assert code == 1 and "not implemented under Voodu" in env["error"]
+        code, env = dispatch("backups:capture", c.ref)  # a Voodu job (the fake controller runs none)
+        assert code == 0, env
+        apply, run = env["data"]["actions"]
+        assert (apply["type"], apply["manifest"]["kind"], run["type"]) == ("apply_manifest", "job", "run_job")
+        assert run["name"] == apply["manifest"]["name"] and run["name"].startswith(f"{c.name}.bk.b")
+        assert c.store.resolve(c.scope, c.name)["POSTGRES_PASSWORD"] not in json.dumps(env)

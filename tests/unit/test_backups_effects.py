@@ -99,10 +99,16 @@ def test_destructive_backup_commands_need_yes_before_anything_else(tmp_path: Pat
     assert code == 2 and text in err
 
 
-def test_backup_commands_refuse_under_voodu_with_one_line() -> None:
-    code, out, _err = run("backups:capture", "shop/db", environ={"VOODU_PLUGIN_DIR": "/x"})
+def test_backup_commands_under_voodu_fail_with_one_envelope_line() -> None:
+    # (they work under Voodu — tests/unit/test_plugin_backups.py — but not without a controller)
+    context = json.dumps({"controller_url": "http://127.0.0.1:9"})
+    env = Env(stdin=io.StringIO(context), stdout=io.StringIO(), stderr=io.StringIO(),
+              environ={"VOODU_PLUGIN_DIR": "/x"})
+    code = main(["backups:capture", "shop/db"], env)
+    assert isinstance(env.stdout, io.StringIO)
+    out = env.stdout.getvalue()
     envelope = json.loads(out)
-    assert code == 1 and envelope["status"] == "error" and "standalone" in envelope["error"]
+    assert code == 1 and out.count("\n") == 1 and envelope["status"] == "error" and "controller" in envelope["error"]
 
 
 # -- finalising exited captures (a tiny fake runtime: only what observe() touches) -------------

@@ -8,6 +8,12 @@ finalised then — its sidecar written from its log (complete, or failed with th
 cancelled one keeps its recorded cancel), a leftover ``.partial`` removed, and, once, the
 retention its capture asked for applied — so a detached capture needs nobody watching it, and
 ``--follow`` only watches.
+
+Under Voodu (``vd pg:backups:…``) the plugin runs on the host, so the files, sidecars and
+containers are read and written the same way; what the controller owns goes in the envelope: a
+capture is a Voodu job ``<name>.bk.bNNN`` (``apply_manifest`` + ``run_job``), and cancel, delete,
+prune — and retention — ``delete_manifest`` that same job name, which stops and removes its run
+containers.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -34,7 +40,7 @@ from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler.observe import run_sql
 from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
-from voodu_postgres.states.backup import BackupState, BackupView, ensure
+from voodu_postgres.states.backup import PLUGIN_CLI, BackupState, BackupView, ensure
 
 CLI = "voodu-postgres "
 DUMP_FORMAT, DUMP_COMPRESSION = "custom", "gzip:6"
@@ -52,6 +58,7 @@ class Cluster:
     facts: Facts
     network: str
     directory: Path
+    gone: list[int] = field(default_factory=list)  # ids deleted by this command (their jobs go too)
 
     @property
     def ref(self) -> Ref:
@@ -227,6 +234,7 @@ def _rows(c: Cluster, containers: Sequence[ContainerInfo], metadata: dict[int, B
 def _delete(c: Cluster, rows: Sequence[BackupRow], containers: Sequence[ContainerInfo]) -> None:
     """Remove backups: their files first, then their (stopped) capture containers."""
     for row in rows:
+        c.gone.append(row.id)
         for name, _size in fx.scan(c.directory):
             found = bm.parse_artifact(name)
             if found is not None and found.id == row.id:
@@ -238,6 +246,28 @@ def _delete(c: Cluster, rows: Sequence[BackupRow], containers: Sequence[Containe
                     c.runtime.remove_container(info.name, timeout=1)
                 except RuntimeFailure as exc:
                     c.mode.env.warn(f"warn: {exc}")
+
+
+def _job_deletions(c: Cluster, ids: Iterable[int] = ()) -> list[Action]:
+    """Under Voodu: ``delete_manifest`` of the capture job ``<name>.bk.bNNN`` of every backup this
+    command removed (``ids``, and what it or retention deleted), and of every finished job run whose
+    backup is gone (pruned by an earlier command) — deleting a job removes its run containers,
+    running or not. Standalone: nothing (the containers are Docker's, handled directly)."""
+    if not c.mode.plugin:
+        return []
+    wanted = [*ids, *c.gone]
+    containers = fx.list_capture_containers(c.runtime, c.ref)
+    listed = {r.id for r in _rows(c, containers, _metadata(c))}
+    for info in containers:
+        found = _as_backup_container(c, info)
+        if found is not None and fx.is_job_run(info) and not found.alive and found.id not in listed:
+            wanted.append(found.id)
+    return [Action("delete_manifest", c.ref.scope, job, kind="job")
+            for job in dict.fromkeys(bm.job_name(c.ref, i) for i in wanted)]
+
+
+def _cli(mode: Mode) -> str:
+    return PLUGIN_CLI if mode.plugin else CLI
 
 
 def _view(c: Cluster, row: BackupRow, target_major: int | None = None) -> BackupView:
@@ -276,10 +306,12 @@ def _flags(keep: str | None, max_age: str | None) -> RetentionPolicy:
 # -- capture -----------------------------------------------------------------------------------
 
 
-def cmd_capture(args: Any, mode: LocalMode) -> int:
+def cmd_capture(args: Any, mode: Mode) -> int:
     env = mode.env
     flags = _flags(args.keep, args.max_age)
     c = load(mode, args.ref)
+    if mode.plugin:
+        return _capture_job(args, c, flags)
     ref = c.ref
     source = args.from_replica if args.from_replica is not None else c.facts.primary
     rows, pruned_before = observe(c)
@@ -325,8 +357,54 @@ def cmd_capture(args: Any, mode: LocalMode) -> int:
     return ExitStatus.OK
 
 
-def start(c: Cluster, source: int, flags: RetentionPolicy) -> tuple[int, str, str, datetime]:
-    """Start a detached capture from pod ``source``: (id, file name, container, start time)."""
+def _capture_job(args: Any, c: Cluster, flags: RetentionPolicy) -> int:
+    """Under Voodu: the capture as a job ``<name>.bk.bNNN`` in the cluster's scope — registered
+    (``apply_manifest``) and started (``run_job``) by the controller once this answer is back."""
+    ref, spec = c.ref, c.facts.spec
+    if args.follow or args.verify:
+        flag = "--verify" if args.verify else "--follow"
+        raise UsageError(f"{flag} waits for the dump, which a plugin answer cannot: capture without it, then "
+                         f"watch {PLUGIN_CLI}backups {ref} (and {PLUGIN_CLI}backups:verify {ref} ID once complete)")
+    source = args.from_replica if args.from_replica is not None else c.facts.primary
+    _check_source(c, source)
+    observe(c)  # finalise earlier captures (and their retention) before taking the next id
+    state_dir = c.mode.state_dir(spec)
+    if state_dir is None:
+        raise CommandError("no plugin_dir in the dispatch context: nowhere to keep the capture's pgpass file")
+    pgpass = fx.write_pgpass(state_dir, spec.user, c.facts.password)
+    backup_id, filename, started, labels, script = _prepare(c, source, flags)
+    bid, job = bm.format_ref(backup_id), bm.job_name(ref, backup_id)
+    # The job starts asynchronously: a sidecar recording it as running reserves the id meanwhile
+    # (it lists once its container exists; a job that never starts leaves only this record).
+    c.directory.mkdir(parents=True, exist_ok=True)
+    reserved = BackupMetadata(id=backup_id, file=filename, status=BackupState.RUNNING, source_pod=ref.container(source),
+                              source_ordinal=source, database=spec.database, user=spec.user, started=started,
+                              format=DUMP_FORMAT, compression=DUMP_COMPRESSION)
+    fx.write_atomic(c.path(bm.metadata_filename(filename)), reserved.to_json())
+    manifest = {"kind": "job", "scope": ref.scope, "name": job,
+                "spec": fx.capture_job_spec(image=spec.image, network=c.network, backups_dir=c.directory,
+                                            pgpass=pgpass, script=script, labels=labels)}
+    actions = [Action("apply_manifest", ref.scope, ref.name, manifest=manifest,
+                      summary=f"job manifest applied: {ref.scope}/{job}"),
+               Action("run_job", ref.scope, job, summary=f"backup {bid} dispatched"),
+               *_job_deletions(c)]
+    label = bm.source_label(source, c.facts.primary)
+    text = f"postgres {ref}: capturing backup {bid} in background (source: {label}, job {ref.scope}/{job})"
+    if c.gone:
+        text += f"\nretention: pruned {', '.join(bm.format_ref(i) for i in c.gone)}"
+    policy, _warnings = bm.retention_from_buckets(flags, c.facts.bucket)
+    if not policy.is_zero:
+        text += (f"\nretention ({policy}) is applied once the dump has landed, by the next "
+                 f"{PLUGIN_CLI}backups command that sees it complete")
+    text += (f"\n\nTrack:\n  {PLUGIN_CLI}backups {ref}\n  {PLUGIN_CLI}backups:logs {ref} {bid}"
+             f"\n  {PLUGIN_CLI}backups:cancel {ref} {bid}")
+    _emit(c.mode, args.output, text, {"ref": str(ref), "id": bid, "file": filename, "job": f"{ref.scope}/{job}",
+                                      "source": label, "status": "running",
+                                      "pruned": [bm.format_ref(i) for i in c.gone]}, actions)
+    return ExitStatus.OK
+
+
+def _check_source(c: Cluster, source: int) -> None:
     spec, ref = c.facts.spec, c.ref
     if not 0 <= source < spec.replicas:
         raise UsageError(f"--from-replica {source} out of range (valid: 0..{spec.replicas - 1})")
@@ -337,21 +415,33 @@ def start(c: Cluster, source: int, flags: RetentionPolicy) -> tuple[int, str, st
                            "source pod)")
     if state != "running":
         raise CommandError(f"container {pod} is not running (need a live pod to dump from)")
-    password = c.facts.password
-    state_dir = c.mode.state_dir(spec)
-    assert state_dir is not None
-    pgpass = fx.write_pgpass(state_dir, spec.user, password)
+
+
+def _prepare(c: Cluster, source: int, flags: RetentionPolicy) -> tuple[int, str, datetime, dict[str, str], str]:
+    """The next capture's id, file name, start time, labels and script."""
+    spec, ref = c.facts.spec, c.ref
     names = [name for name, _size in fx.scan(c.directory)]
     container_ids = [b.id for b in (_as_backup_container(c, i) for i in fx.list_capture_containers(c.runtime, ref))
                      if b is not None]
     backup_id = bm.next_backup_id(names, container_ids)
     started = _now()
     filename = bm.backup_filename(backup_id, started)
-    name = bm.container_name(ref, backup_id)
     labels = {**fx.backup_labels(ref), **c.mode.env.extra_labels(), L_ID: str(backup_id), L_FILE: filename,
               L_SOURCE: str(source), L_KEEP: str(flags.keep), L_MAX_AGE: bm.format_duration_short(flags.max_age)}
     script = fx.capture_script(host=ref.pod_host(source), port=spec.port, user=spec.user, database=spec.database,
                                filename=filename)
+    return backup_id, filename, started, labels, script
+
+
+def start(c: Cluster, source: int, flags: RetentionPolicy) -> tuple[int, str, str, datetime]:
+    """Start a detached capture from pod ``source``: (id, file name, container, start time)."""
+    spec, ref = c.facts.spec, c.ref
+    _check_source(c, source)
+    state_dir = c.mode.state_dir(spec)
+    assert state_dir is not None
+    pgpass = fx.write_pgpass(state_dir, spec.user, c.facts.password)
+    backup_id, filename, started, labels, script = _prepare(c, source, flags)
+    name = bm.container_name(ref, backup_id)
     fx.start_capture(c.runtime, image=spec.image, name=name, network=c.network, backups_dir=c.directory,
                      pgpass=pgpass, script=script, labels=labels)
     return backup_id, filename, name, started
@@ -408,7 +498,8 @@ def cmd_list(args: Any, mode: Mode) -> int:
     if target is not None and "/" in target:
         c = load(mode, target)
         rows, _pruned = observe(c)
-        _emit(mode, args.output, bm.render_listing(c.ref, rows, cli=CLI), bm.listing_json(c.ref, rows))
+        _emit(mode, args.output, bm.render_listing(c.ref, rows, cli=CLI), bm.listing_json(c.ref, rows),
+              _job_deletions(c))
         return ExitStatus.OK
     if not isinstance(mode, LocalMode):
         raise UsageError("under Voodu, name the cluster: vd pg:backups <scope>/<name>")
@@ -458,32 +549,45 @@ def cmd_logs(args: Any, mode: Mode) -> int:
     return ExitStatus.OK
 
 
-def cmd_cancel(args: Any, mode: LocalMode) -> int:
+def cmd_cancel(args: Any, mode: Mode) -> int:
     c = load(mode, args.ref)
     rows, _pruned = observe(c)
     if args.id is not None:
-        row = bm.resolve_backup(args.id, rows, cli=CLI)
-        ensure(row.state, "cancel", _view(c, row), cli=CLI)
+        row = bm.resolve_backup(args.id, rows, cli=_cli(mode))
+        ensure(row.state, "cancel", _view(c, row), cli=_cli(mode))
         running = [row]
     else:
         running = [r for r in rows if r.state is BackupState.RUNNING]
         if not running:
             _emit(mode, args.output, f"postgres {c.ref}: no captures in progress",
-                  {"ref": str(c.ref), "cancelled": []})
+                  {"ref": str(c.ref), "cancelled": []}, _job_deletions(c))
             return ExitStatus.OK
     for row in running:
         meta = BackupMetadata(id=row.id, file=_file_of(c, row), status=BackupState.CANCELLED,
-                              reason=f"cancelled by {CLI}backups:cancel", finished=_now(),
+                              reason=f"cancelled by {_cli(mode)}backups:cancel", finished=_now(),
                               database=c.facts.spec.database, user=c.facts.spec.user)
         fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())  # the intent, before the stop
+        if mode.plugin:
+            # The controller stops the job (delete_manifest) after this answer; the unlinked
+            # .partial can no longer be renamed into place, and its space is freed at the stop.
+            fx.remove_files(c.path(bm.partial_filename(meta.file)))
+            continue
         if row.container:
             try:
                 c.runtime.stop_container(row.container, timeout=0)
             except RuntimeFailure as exc:
                 mode.env.warn(f"warn: {exc}")
+    count = len(running)
+    if mode.plugin:
+        ids = [r.ref for r in running]
+        text = (f"postgres {c.ref}: cancelling {count} capture{'s' if count != 1 else ''} ({', '.join(ids)}): "
+                f"recorded as cancelled, nothing partial left; deleting {'their jobs' if count != 1 else 'its job'} "
+                "stops and removes the capture container")
+        _emit(mode, args.output, text, {"ref": str(c.ref), "cancelled": ids, "states": dict.fromkeys(ids, "cancelled")},
+              _job_deletions(c, [r.id for r in running]))
+        return ExitStatus.OK
     rows, _pruned = observe(c)
     states = {r.ref: str(r.state) for r in rows if r.id in {x.id for x in running}}
-    count = len(running)
     text = f"postgres {c.ref}: stopped {count} capture{'s' if count != 1 else ''}" + "".join(
         f"\n  {b}: {s}" for b, s in states.items())
     _emit(mode, args.output, text, {"ref": str(c.ref), "cancelled": list(states), "states": states})
@@ -500,19 +604,20 @@ def _file_of(c: Cluster, row: BackupRow) -> str:
     return bm.backup_filename(row.id, row.created_at or _now())
 
 
-def cmd_delete(args: Any, mode: LocalMode) -> int:
+def cmd_delete(args: Any, mode: Mode) -> int:
     if not args.yes:
         raise UsageError("refusing to delete without --yes (destructive)")
     c = load(mode, args.ref)
-    row, _rows = _find(c, args.id)
-    ensure(row.state, "delete", _view(c, row), cli=CLI)
+    rows, _pruned = observe(c)
+    row = bm.resolve_backup(args.id, rows, cli=_cli(mode))
+    ensure(row.state, "delete", _view(c, row), cli=_cli(mode))
     _delete(c, [row], fx.list_capture_containers(c.runtime, c.ref))
     _emit(mode, args.output, f"postgres {c.ref}: backup {row.ref} ({row.filename or 'no file'}) deleted",
-          {"ref": str(c.ref), "id": row.ref, "deleted": True})
+          {"ref": str(c.ref), "id": row.ref, "deleted": True}, _job_deletions(c, [row.id]))
     return ExitStatus.OK
 
 
-def cmd_prune(args: Any, mode: LocalMode) -> int:
+def cmd_prune(args: Any, mode: Mode) -> int:
     c = load(mode, args.ref)
     policy, warnings = bm.retention_from_buckets(_flags(args.keep, args.max_age), c.facts.bucket)
     for line in warnings:
@@ -526,17 +631,17 @@ def cmd_prune(args: Any, mode: LocalMode) -> int:
     data = {"ref": str(c.ref), "policy": str(policy), "pruned": ids, "dry_run": bool(args.dry_run)}
     if not doomed:
         _emit(mode, args.output, f"postgres {c.ref}: nothing to prune ({len(rows)} backups, policy: {policy})",
-              data)
+              data, _job_deletions(c))
         return ExitStatus.OK
     if args.dry_run:
         _emit(mode, args.output, f"postgres {c.ref}: dry-run — would prune {len(ids)} backup(s) under policy "
-                                     f"{policy}: {', '.join(ids)}", data)
+                                     f"{policy}: {', '.join(ids)}", data, _job_deletions(c))
         return ExitStatus.OK
     if not args.yes:
         raise UsageError(f"refusing to prune {len(ids)} backup(s) ({', '.join(ids)}) without --yes")
     _delete(c, doomed, fx.list_capture_containers(c.runtime, c.ref))
     _emit(mode, args.output, f"postgres {c.ref}: pruned {len(ids)} backup(s) under policy {policy}: "
-                                 f"{', '.join(ids)}", data)
+                                 f"{', '.join(ids)}", data, _job_deletions(c))
     return ExitStatus.OK
 
 
@@ -699,9 +804,12 @@ def cmd_verify(args: Any, mode: Mode) -> int:
 # -- schedules ---------------------------------------------------------------------------------
 
 
-def cmd_schedule(args: Any, mode: LocalMode) -> int:
+def cmd_schedule(args: Any, mode: Mode) -> int:
     from voodu_postgres.commands import schedule as sch
 
+    if mode.plugin:
+        return _schedule_hcl(args, mode)
+    assert isinstance(mode, LocalMode)
     c = load(mode, args.ref)
     ref = c.ref
     if args.remove:
@@ -722,6 +830,27 @@ def cmd_schedule(args: Any, mode: LocalMode) -> int:
             f"{sch.capture_command(ref, record, cli=CLI)}\n"
             f"Captures start from `{CLI}reconcile --watch` — keep it running (see the README's systemd unit).")
     _emit(mode, args.output, text, {"ref": str(ref), "schedule": record.to_dict(), "next": upcoming})
+    return ExitStatus.OK
+
+
+def _schedule_hcl(args: Any, mode: Mode) -> int:
+    """Under Voodu a schedule is a ``cronjob`` block (declarative): print it, change nothing."""
+    from voodu_postgres.commands import schedule as sch
+
+    ref = parse_cli_ref(args.ref)
+    if args.remove:
+        _emit(mode, args.output, f"postgres {ref}: under Voodu the schedule is the cronjob "
+                                 f"{bm.go_quote(sch.cronjob_name(ref))} in your voodu.hcl: delete that block, then run "
+                                 "`vd apply --prune`", {"ref": str(ref), "cronjob": sch.cronjob_name(ref)})
+        return ExitStatus.OK
+    if args.from_replica is not None and args.from_replica < 0:
+        raise UsageError(f"--from-replica {args.from_replica} out of range (must be >= 0)")
+    flags = _flags(args.keep, args.max_age)
+    cron = sch.validate_cron(args.at if args.at is not None else sch.DEFAULT_CRON)
+    record = sch.BackupSchedule(cron, args.from_replica, flags.keep, flags.max_age)
+    hcl = sch.cronjob_hcl(ref, record)
+    data = {"ref": str(ref), "schedule": record.to_dict(), "cronjob": sch.cronjob_name(ref), "hcl": hcl}
+    _emit(mode, args.output, hcl, data)
     return ExitStatus.OK
 
 

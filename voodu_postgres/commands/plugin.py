@@ -23,7 +23,7 @@ from voodu_postgres.commands.facts import Facts, consumer_ref, spec_from_statefu
 from voodu_postgres.errors import CommandError, UsageError
 from voodu_postgres.reconciler.desired import derive
 from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
+from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, UNSCOPED_DIR, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.runtime import DockerRuntime
 from voodu_postgres.reconciler.spec import PostgresSpec
@@ -76,7 +76,11 @@ class PluginMode:
         self.client.patch_config(ref.scope, ref.name, kv, restart=False)
 
     def state_dir(self, spec: PostgresSpec) -> Path | None:
-        return None
+        """``<plugin_dir>/state/<scope|_unscoped>/<name>``: private files the plugin itself needs on
+        this host (a capture job's 0600 pgpass). None without a plugin directory."""
+        if not self.invocation.plugin_dir:
+            return None
+        return Path(self.invocation.plugin_dir) / "state" / (spec.scope or UNSCOPED_DIR) / spec.name
 
     def lease(self, ref_text: str, command: str) -> AbstractContextManager[object]:
         """Voodu's controller serialises its own work per app; there is no standalone lease here."""

@@ -13,6 +13,12 @@ container has exited (so a detached capture needs no process watching it).
 
 The password reaches the container as a 0600 pgpass file bind-mounted read-only (``PGPASSFILE``):
 never an argv, never the container's environment (``docker inspect`` shows both).
+
+Under Voodu the same script runs as a Voodu *job* (:func:`capture_job_spec`): Voodu names its run
+containers ``<scope>-<name>.bk.bNNN.<runid>`` and sets its own ``voodu.scope``/``voodu.name``
+labels on them (the job's, not the cluster's) and may refuse ``voodu.*`` keys in a job's labels,
+so the job carries our labels under :data:`JOB_LABEL_PREFIX` instead; :func:`list_capture_containers`
+finds both kinds and hands them back with the standard keys.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import shlex
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +41,8 @@ PGPASS_MOUNT = "/run/voodu-backup/pgpass"
 BACKUPS_MOUNT = "/backups"
 ROLE_LABEL = "voodu.role"
 CONFLICT_RETRIES = 3
+#: where a Voodu capture job carries our ``voodu.*`` labels (``voodu-postgres.role=backup``, …)
+JOB_LABEL_PREFIX = "voodu-postgres."
 
 #: a COPY block's rows, counted from ``pg_restore --data-only -f -`` (one line per row in COPY text)
 _ROWS_AWK = (r'inside { if ($0 == "\\.") { print t "\t" n; inside = 0 } else n++; next } '
@@ -59,8 +67,30 @@ def backup_labels(ref: Ref) -> dict[str, str]:
     return {ROLE_LABEL: "backup", "voodu.scope": ref.scope, "voodu.name": ref.name}
 
 
+def job_labels(labels: Mapping[str, str]) -> dict[str, str]:
+    """``voodu.X`` → ``voodu-postgres.X`` (other keys unchanged): the labels of a capture job."""
+    return {(JOB_LABEL_PREFIX + k.removeprefix("voodu.") if k.startswith("voodu.") else k): v
+            for k, v in labels.items()}
+
+
+def _standard_labels(info: ContainerInfo) -> ContainerInfo:
+    ours = {"voodu." + k.removeprefix(JOB_LABEL_PREFIX): v for k, v in info.labels.items()
+            if k.startswith(JOB_LABEL_PREFIX)}
+    return replace(info, labels={**info.labels, **ours})
+
+
+def is_job_run(info: ContainerInfo) -> bool:
+    """A Voodu job run of a capture (its labels under :data:`JOB_LABEL_PREFIX`)."""
+    return any(k.startswith(JOB_LABEL_PREFIX) for k in info.labels)
+
+
 def list_capture_containers(runtime: Runtime, ref: Ref) -> list[ContainerInfo]:
-    return runtime.list_containers(backup_labels(ref))
+    """The cluster's capture containers: direct (standalone) ones and Voodu job runs, the latter
+    with their labels mapped back to the standard keys."""
+    found = {info.name: info for info in runtime.list_containers(backup_labels(ref))}
+    for info in runtime.list_containers(job_labels(backup_labels(ref))):
+        found.setdefault(info.name, _standard_labels(info))
+    return list(found.values())
 
 
 def _pgpass_field(text: str) -> str:
@@ -120,6 +150,25 @@ def start_capture(runtime: BackupRuntime, *, image: str, name: str, network: str
     runtime.run_detached(image, ["bash", "-c", script], name=name, network=network, user="root",
                          binds={str(backups_dir): (BACKUPS_MOUNT, "rw"), str(pgpass): (PGPASS_MOUNT, "ro")},
                          env={"PGPASSFILE": PGPASS_MOUNT, "PGCONNECT_TIMEOUT": "10"}, labels=labels)
+
+
+def capture_job_spec(*, image: str, network: str, backups_dir: Path, pgpass: Path, script: str,
+                     labels: Mapping[str, str]) -> dict[str, object]:
+    """The Voodu job spec of a capture (voodu-platform.md §3.8): the same script, the same mounts
+    and env as :func:`start_capture` — the password in a read-only pgpass file, never in ``env``
+    (which Voodu writes to the job's env file and Docker shows in ``inspect``). Each backup is its
+    own job, so the history limits of 1 keep exactly its one run (its log) until it is deleted."""
+    return {
+        "image": image,
+        "command": ["bash", "-c", script],
+        "env": {"PGPASSFILE": PGPASS_MOUNT, "PGCONNECT_TIMEOUT": "10"},
+        "volumes": [f"{backups_dir}:{BACKUPS_MOUNT}:rw", f"{pgpass}:{PGPASS_MOUNT}:ro"],
+        "networks": [network],
+        "labels": job_labels(labels),
+        "docker_options": ["--user=0:0"],  # as start_capture: read the 0600 pgpass, write 0600 dumps
+        "successful_history_limit": 1,
+        "failed_history_limit": 1,
+    }
 
 
 @dataclass

@@ -30,7 +30,7 @@ SEED = int(os.environ.get("VOODU_CHAOS_SEED", "0")) or random.randrange(1, 10**6
 def c(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("chaos")
     cluster = Cluster(runtime=runtime, scope=f"x{SESSION}", name="db", home=work / "home", workdir=work,
-                      network=f"vpg-{SESSION}-x")
+                      network=f"vpg-{SESSION}-chaos")
     cluster.apply(replicas=3).ok()
     yield cluster
     cluster.cli("delete", cluster.ref, "--prune", "--yes")
@@ -58,7 +58,7 @@ def test_two_concurrent_promotes_never_make_two_writers(c: Cluster) -> None:
 
 def test_apply_killed_during_a_cold_start_converges(runtime: DockerRuntime, tmp_path: Path) -> None:
     cluster = Cluster(runtime=runtime, scope=f"y{SESSION}", name="db", home=tmp_path / "home", workdir=tmp_path,
-                      network=f"vpg-{SESSION}-y")
+                      network=f"vpg-{SESSION}-chaoscold")
     runtime.ensure_network(cluster.network, labels={"org.voodu-postgres.test": SESSION})
     try:
         check(apply_killed(cluster, random.Random(SEED + 300)))

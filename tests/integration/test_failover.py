@@ -60,7 +60,7 @@ def make(runtime: DockerRuntime, tmp_path: Path) -> Iterator[Callable[..., Clust
     yield build
     for c in made:
         c.cli("delete", c.ref, "--prune", "--yes")
-        for net in runtime.client.networks.list(names=[c.network]):
+        for net in [n for n in runtime.client.networks.list(names=[c.network]) if n.name == c.network]:
             try:
                 net.remove()
             except Exception:

@@ -73,3 +73,21 @@ def test_bad_quantities_raise() -> None:
         parse_memory("lots")
     with pytest.raises(PodSpecError):
         parse_port("x:y:z")
+
+
+def test_network_lookup_is_exact_not_docker_substring_match() -> None:
+    """Docker's ``names`` filter matches substrings: "vpg-a" would find "vpg-apps" and apply would
+    then skip creating its own network."""
+    from types import SimpleNamespace
+
+    from voodu_postgres.reconciler.runtime import DockerRuntime
+
+    created: list[str] = []
+    existing = [SimpleNamespace(name="vpg-apps")]
+    networks = SimpleNamespace(
+        list=lambda names: [n for n in existing if any(x in n.name for x in names)],
+        create=lambda name, **_kw: created.append(name))
+    runtime = DockerRuntime(client=SimpleNamespace(ping=lambda: True, networks=networks))
+    assert not runtime.network_exists("vpg-a") and runtime.network_exists("vpg-apps")
+    runtime.ensure_network("vpg-a")
+    assert created == ["vpg-a"]

@@ -248,7 +248,7 @@ class DockerRuntime:
 
     def ensure_network(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         try:
-            if not self.client.networks.list(names=[name]):
+            if not self.network_exists(name):
                 self.client.networks.create(name, driver="bridge", labels=dict(labels or {}))
         except APIError as exc:
             raise _failure(f"network {name}", exc) from None
@@ -379,7 +379,8 @@ class DockerRuntime:
             raise _failure("list volumes", exc) from None
 
     def network_exists(self, name: str) -> bool:
-        return bool(self.client.networks.list(names=[name]))
+        # Docker's name filter matches substrings ("voodu0" also finds "voodu01"): compare exactly
+        return any(n.name == name for n in self.client.networks.list(names=[name]))
 
     def start_container(self, name: str) -> None:
         try:

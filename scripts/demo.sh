@@ -23,3 +23,8 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 echo "primary demo-db.0 has $want row(s); standby demo-db.1 sees ${got:-?}"
+echo "== wire an app: DATABASE_URL / DATABASE_READ_URL in the bucket of demo/web"
+$vp link demo/db demo/web --reads
+echo "== a verified backup"
+$vp backups:capture demo/db --follow --verify --keep 3
+$vp backups demo/db

@@ -257,3 +257,22 @@ class FakeController:
         if m is None:
             return _err(404, f"{kind} {scope}/{name} not found")
         return _ok({"manifest": {**m, "metadata": {}}, "status": {}, "pods": []})
+
+
+def dispatch(ctl: FakeController, command: str, *args: str,
+             plugin_dir: str = "/opt/voodu/plugins/postgres") -> tuple[int, dict[str, Any]]:
+    """Run one plugin-mode command in-process as Voodu would (the invocation context on stdin,
+    ``$VOODU_PLUGIN_DIR`` set) and return (exit code, the one envelope it printed)."""
+    import io
+
+    from voodu_postgres.cli import main
+    from voodu_postgres.commands.base import Env
+
+    invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url, "plugin_dir": plugin_dir}
+    env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
+              environ={"VOODU_PLUGIN_DIR": plugin_dir})
+    code = main([command, *args], env)
+    assert isinstance(env.stdout, io.StringIO)
+    out = env.stdout.getvalue()
+    assert out.count("\n") == 1, f"exactly one envelope line expected, got {out!r}"
+    return code, json.loads(out)

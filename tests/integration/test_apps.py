@@ -10,7 +10,6 @@ that the server log would show any password sent as SQL.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -24,11 +23,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.fake_controller import FakeController
+from tests.fake_controller import FakeController, dispatch
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
 from tests.integration.helpers_cli import LABELS_ENV, Cluster, eventually
-from voodu_postgres.cli import main
-from voodu_postgres.commands.base import Env
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.runtime import DockerRuntime
 from voodu_postgres.reconciler.spec import load_spec
@@ -298,17 +295,6 @@ def ctl(c: Cluster) -> Iterator[FakeController]:
         controller.put_manifest("statefulset", c.scope, c.name,
                                 expand(spec, controller.resolve(c.scope, c.name)).manifests[1]["spec"])
         yield controller
-
-
-def dispatch(ctl: FakeController, command: str, *args: str) -> tuple[int, dict[str, Any]]:
-    invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url}
-    env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
-              environ={"VOODU_PLUGIN_DIR": "/opt/voodu/plugins/postgres"})
-    code = main([command, *args], env)
-    assert isinstance(env.stdout, io.StringIO)
-    out = env.stdout.getvalue()
-    assert out.count("\n") == 1, out
-    return code, json.loads(out)
 
 
 def test_plugin_mode_info_psql_and_new_password(c: Cluster, ctl: FakeController) -> None:

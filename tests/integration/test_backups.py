@@ -276,12 +276,9 @@ def test_schedule_is_recorded_shown_by_info_and_started_when_due(c: Cluster) -> 
 
 
 def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
-    import io
-
     from tests.fake_controller import FakeController
+    from tests.fake_controller import dispatch as plugin_dispatch
     from tests.integration.conftest import IMAGE
-    from voodu_postgres.cli import main
-    from voodu_postgres.commands.base import Env
     from voodu_postgres.reconciler.expand import expand
     from voodu_postgres.reconciler.spec import load_spec
 
@@ -294,15 +291,8 @@ def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
         ctl.put_manifest("statefulset", c.scope, c.name, expand(spec, ctl.resolve(c.scope, c.name)).manifests[1]["spec"])
 
         def dispatch(command: str, *args: str) -> tuple[int, dict[str, Any]]:
-            invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url,
-                          "plugin_dir": str(c.workdir / "plugin")}
-            env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
-                      environ={"VOODU_PLUGIN_DIR": "/opt/voodu/plugins/postgres"})
-            code = main([command, *args], env)
-            assert isinstance(env.stdout, io.StringIO)
-            out = env.stdout.getvalue()
-            assert out.count("\n") == 1, out
-            return code, json.loads(out)
+            # the plugin_dir in the invocation is where plugin-mode state (the job's pgpass) lives
+            return plugin_dispatch(ctl, command, *args, plugin_dir=str(c.workdir / "plugin"))
 
         code, env = dispatch("backups", c.ref)
         assert code == 0 and f"=== Backups for {c.ref}" in env["data"]["message"]

@@ -6,7 +6,6 @@ and labels it (``<scope>-<jobname>.<runid>``, ``voodu.kind=job``, ``voodu.name=<
 
 from __future__ import annotations
 
-import io
 import json
 import stat
 from collections.abc import Iterator
@@ -17,10 +16,9 @@ from typing import Any
 import pytest
 
 from tests.fake_controller import FakeController
-from voodu_postgres.cli import main
+from tests.fake_controller import dispatch as plugin_dispatch
 from voodu_postgres.commands import backup_model as bm
 from voodu_postgres.commands import plugin as plugin_mod
-from voodu_postgres.commands.base import Env
 from voodu_postgres.reconciler import backups as fx
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.naming import Ref
@@ -110,15 +108,7 @@ def ctl(backups_dir: Path) -> Iterator[FakeController]:
 
 
 def dispatch(ctl: FakeController, tmp_path: Path, command: str, *args: str) -> tuple[int, dict[str, Any]]:
-    invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url,
-                  "plugin_dir": str(tmp_path / "plugin")}
-    env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
-              environ={"VOODU_PLUGIN_DIR": str(tmp_path / "plugin")})
-    code = main([command, *args], env)
-    assert isinstance(env.stdout, io.StringIO)
-    out = env.stdout.getvalue()
-    assert out.count("\n") == 1, f"exactly one envelope line expected, got {out!r}"
-    return code, json.loads(out)
+    return plugin_dispatch(ctl, command, *args, plugin_dir=str(tmp_path / "plugin"))
 
 
 def ok(ctl: FakeController, tmp_path: Path, command: str, *args: str) -> tuple[str, list[dict[str, Any]]]:

@@ -7,16 +7,11 @@ are then applied by the fake exactly as the controller would, and the result is 
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
-from tests.fake_controller import FakeController
-from voodu_postgres.cli import main
-from voodu_postgres.commands.base import Env
+from tests.fake_controller import FakeController, dispatch
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.spec import load_spec
 
@@ -33,17 +28,6 @@ def ctl() -> Iterator[FakeController]:
         controller.put_manifest("statefulset", "shop", "db", expand(spec, controller.resolve("shop", "db"))
                                 .manifests[1]["spec"])
         yield controller
-
-
-def dispatch(ctl: FakeController, command: str, *args: str) -> tuple[int, dict[str, Any]]:
-    invocation = {"plugin": "pg", "command": command, "controller_url": ctl.url, "plugin_dir": "/opt/x"}
-    env = Env(stdin=io.StringIO(json.dumps(invocation)), stdout=io.StringIO(), stderr=io.StringIO(),
-              environ={"VOODU_PLUGIN_DIR": "/opt/voodu/plugins/postgres"})
-    code = main([command, *args], env)
-    assert isinstance(env.stdout, io.StringIO)
-    out = env.stdout.getvalue()
-    assert out.count("\n") == 1, f"exactly one envelope line expected, got {out!r}"
-    return code, json.loads(out)
 
 
 def test_link_envelope_and_controller_application(ctl: FakeController) -> None:

@@ -418,9 +418,11 @@ def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def _dispatch(argv: list[str], env: Env) -> int:
-    from voodu_postgres.commands import files
-
+    # Modules are imported by the branch that needs them: the HCL parser and the reconciler cost
+    # half a second of start-up, which a backups command (a capture's wall time) should not pay.
     if argv[:1] == ["expand"]:
+        from voodu_postgres.commands import files
+
         return files.cmd_expand(env)
     parser = build_parser()
     if not argv:
@@ -435,35 +437,37 @@ def _dispatch(argv: list[str], env: Env) -> int:
     if command is None:  # only global flags (`--home DIR`): as with no arguments at all
         parser.print_help(env.stdout)
         return ExitStatus.OK
-    if command == "expand":  # after global flags (`--home DIR expand`)
-        return files.cmd_expand(env)
     if command == "help":
         env.stdout.write(HELP_TEXT)
         return ExitStatus.OK
+    if command == "expand":  # after global flags (`--home DIR expand`)
+        from voodu_postgres.commands import files
+
+        return files.cmd_expand(env)
     if command == "defaults":
+        from voodu_postgres.commands import files
+
         return files.cmd_defaults(args, env)
     if env.plugin_mode:
         return _plugin(args, passthrough, env)
     if command == "validate":
+        from voodu_postgres.commands import files
+
         return files.cmd_validate(args, env)
 
     from voodu_postgres.reconciler.store import SqliteStore, resolve_home
 
     home = resolve_home(args.home, env.environ)
     store = SqliteStore(home)
-    if command == "render":
-        return files.cmd_render(args, env, store)
-    if command == "config":
-        return files.cmd_config(args, env, store)
+    if command in ("render", "config"):
+        from voodu_postgres.commands import files
 
-    from voodu_postgres.commands import cluster  # imports docker lazily: validate/config stay fast
+        return files.cmd_render(args, env, store) if command == "render" else files.cmd_config(args, env, store)
+
     from voodu_postgres.commands.local import LocalMode
 
     mode = LocalMode(env, store, home, lock_timeout=getattr(args, "lock_timeout", 300.0),
                      lock_wait=not getattr(args, "no_wait", False))
-    handlers = {"apply": cluster.cmd_apply, "reconcile": cluster.cmd_reconcile, "info": cluster.cmd_info,
-                "delete": cluster.cmd_delete, "promote": cluster.cmd_promote, "failover": cluster.cmd_promote,
-                "rejoin": cluster.cmd_rejoin}
     if command == "backups" or command.startswith("backups:"):
         from voodu_postgres.commands import backups
 
@@ -473,6 +477,12 @@ def _dispatch(argv: list[str], env: Env) -> int:
                            "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
                            "backups:verify": backups.cmd_verify, "backups:schedule": backups.cmd_schedule}
         return backup_handlers[command](args, mode)
+
+    from voodu_postgres.commands import cluster  # imports docker lazily: validate/config stay fast
+
+    handlers = {"apply": cluster.cmd_apply, "reconcile": cluster.cmd_reconcile, "info": cluster.cmd_info,
+                "delete": cluster.cmd_delete, "promote": cluster.cmd_promote, "failover": cluster.cmd_promote,
+                "rejoin": cluster.cmd_rejoin}
     if command in handlers:
         return handlers[command](args, mode)
     return _app_command(args, passthrough, mode, tty=_stdin_is_tty(env))

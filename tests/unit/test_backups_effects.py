@@ -43,18 +43,109 @@ def test_capture_script_is_valid_bash_quotes_names_and_renames_last() -> None:
     script = fx.capture_script(host="db-0.shop.voodu", port=5433, user="o'neil", database="appdata",
                                filename="b001-20260505T020000Z.dump")
     assert subprocess.run(["bash", "-n", "-c", script], check=False).returncode == 0
-    assert "-U 'o'\"'\"'neil'" in script and "-p 5433" in script and "-Fc -Z6" in script
-    order = [script.index(s) for s in ("pg_dump ", "pg_restore --list", "--data-only", "sha256sum", 'sync "$P"',
-                                       'mv "$P" "$F"', "sync /backups")]
+    assert "-U 'o'\"'\"'neil'" in script and "-p 5433" in script and " ".join(fx.DUMP_FLAGS) in script
+    order = [script.index(s) for s in ("pg_export_snapshot", "pg_dump ", "pg_restore --list", "openssl dgst",
+                                       'sync "$P"', 'mv "$P" "$F"', "sync /backups")]
     assert order == sorted(order)
     assert "pipefail" in script and "conflict with recovery" in script
 
 
-def test_row_counting_awk_reads_copy_blocks(tmp_path: Path) -> None:
-    sql = ("SET x = 1;\nCOPY public.items (id, v) FROM stdin;\n1\ta\n2\tCOPY not a header\n\\.\n"
-           "COPY public.empty (k) FROM stdin;\n\\.\n")
-    out = subprocess.run(["awk", fx._ROWS_AWK], input=sql, capture_output=True, text=True, check=True).stdout
-    assert out == "public.items\t2\npublic.empty\t0\n"
+# -- the capture script against stand-ins for psql, pg_dump and pg_restore ------------------------
+
+SNAPSHOT = "00000003-0000001B-1"
+_PSQL = r"""#!/bin/bash
+# answers the snapshot session as `psql -XAtq` would; every step lands in $STUB/events
+while IFS= read -r line; do
+  case "$line" in
+    "SELECT pg_export_snapshot()"*) echo "SNAPSHOT|${STUB_RECOVERY:-f}" ;;
+    "SELECT quote_ident"*)
+      echo counting >>"$STUB/events"
+      if [ "$(cat "$STUB/count_failures" 2>/dev/null || echo 0)" -gt 0 ]; then
+        echo $(( $(cat "$STUB/count_failures") - 1 )) >"$STUB/count_failures"
+        echo "ERROR:  canceling statement due to conflict with recovery" >&2; exit 3
+      fi
+      printf 'public.items\t42\npublic."odd name"\t0\n' ;;
+    '\echo '*) echo "${line#\\echo }" ;;
+    COMMIT*) echo commit >>"$STUB/events" ;;
+  esac
+done
+""".replace("SNAPSHOT", SNAPSHOT)
+_PG_DUMP = r"""#!/bin/bash
+printf '%s\n' "$@" >"$STUB/pg_dump.argv"
+echo dump-started >>"$STUB/events"
+prev=""; for a in "$@"; do [ "$prev" = "-f" ] && out=$a; prev=$a; done
+printf 'PGDMP a custom archive' >"$out"
+sleep "${STUB_DUMP_SECONDS:-0.3}" >/dev/null 2>&1  # (not holding the test's pipes once killed)
+echo dump-done >>"$STUB/events"
+exit "${STUB_DUMP_RC:-0}"
+"""
+_PG_RESTORE = """#!/bin/bash
+echo ";     Dumped from database version: 15.5"; echo "1; 0 1 TABLE DATA public items app"
+"""
+
+
+def run_capture(tmp_path: Path, *, count_failures: int = 0,
+                **stub_env: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
+    """Run the real capture script with stand-ins first on PATH (the first ``count_failures``
+    counts fail with a recovery conflict); (result, backups dir, stub dir)."""
+    stub, backups = tmp_path / "stub", tmp_path / "backups"
+    stub.mkdir()
+    backups.mkdir()
+    (stub / "count_failures").write_text(str(count_failures))
+    for name, text in (("psql", _PSQL), ("pg_dump", _PG_DUMP), ("pg_restore", _PG_RESTORE)):
+        (stub / name).write_text(text)
+        (stub / name).chmod(0o755)
+    script = fx.capture_script(host="db-1.shop.voodu", port=5432, user="app", database="data", filename=FILE,
+                               directory=str(backups))
+    env = {**os.environ, "PATH": f"{stub}:{os.environ['PATH']}", "STUB": str(stub), **stub_env}
+    result = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True, timeout=30, check=False)
+    return result, backups, stub
+
+
+def test_capture_counts_rows_in_the_snapshot_it_exports_to_pg_dump(tmp_path: Path) -> None:
+    import hashlib
+
+    result, backups, stub = run_capture(tmp_path, STUB_RECOVERY="t")
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(backups)) == [FILE]  # renamed into place, no .partial left
+    argv = (stub / "pg_dump.argv").read_text().split()
+    assert f"--snapshot={SNAPSHOT}" in argv and argv[-2:] == ["-f", f"{backups}/{FILE}.partial"]
+    assert all(flag in argv for flag in fx.DUMP_FLAGS)
+    # the counts run while pg_dump runs, and the snapshot is held until the dump has finished
+    events = (stub / "events").read_text().split()
+    assert sorted(events) == sorted(["dump-started", "counting", "dump-done", "commit"])
+    assert events.index("dump-done") < events.index("commit")
+    log = fx.parse_capture_log(result.stdout)
+    assert log.rows == {"public.items": 42, 'public."odd name"': 0}
+    assert log.values["sha256"] == hashlib.sha256((backups / FILE).read_bytes()).hexdigest()
+    assert log.values["in_recovery"] == "t" and log.values["size"] == str((backups / FILE).stat().st_size)
+    assert log.toc[0].endswith("15.5") and "capture complete" in result.stdout
+
+
+def test_a_failed_count_stops_pg_dump_and_leaves_no_file(tmp_path: Path) -> None:
+    import time
+
+    begun = time.monotonic()
+    result, backups, stub = run_capture(tmp_path, count_failures=9, STUB_DUMP_SECONDS="20")
+    assert time.monotonic() - begun < 15  # pg_dump was stopped, not waited for
+    assert result.returncode != 0
+    assert "capture failed: counting rows in the dump's snapshot failed: ERROR:  canceling statement" in result.stderr
+    assert "retrying (2/2)" in result.stderr  # a recovery conflict is retried, a bounded number of times
+    assert os.listdir(backups) == [] and "dump-done" not in (stub / "events").read_text()
+
+
+def test_a_failed_pg_dump_leaves_no_file(tmp_path: Path) -> None:
+    result, backups, _stub = run_capture(tmp_path, STUB_DUMP_RC="1")
+    assert result.returncode == 1 and "capture failed: pg_dump exited 1" in result.stderr
+    assert os.listdir(backups) == [] and "capture complete" not in result.stdout
+
+
+def test_a_recovery_conflict_while_counting_is_retried(tmp_path: Path) -> None:
+    result, backups, stub = run_capture(tmp_path, count_failures=1)
+    assert result.returncode == 0, result.stderr
+    assert "retrying (1/2)" in result.stderr and os.listdir(backups) == [FILE]
+    events = (stub / "events").read_text().split()  # the first pg_dump was stopped with its session
+    assert (events.count("dump-started"), events.count("dump-done"), events.count("commit")) == (2, 1, 1)
 
 
 def test_capture_log_protocol() -> None:

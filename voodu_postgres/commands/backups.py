@@ -43,7 +43,7 @@ from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
 from voodu_postgres.states.backup import PLUGIN_CLI, BackupState, BackupView, ensure
 
 CLI = "voodu-postgres "
-DUMP_FORMAT, DUMP_COMPRESSION = "custom", "gzip:6"
+DUMP_FORMAT, DUMP_COMPRESSION = "custom", fx.DUMP_COMPRESSION
 L_ID, L_FILE, L_SOURCE = "voodu.backup.id", "voodu.backup.file", "voodu.backup.source"
 L_KEEP, L_MAX_AGE = "voodu.backup.keep", "voodu.backup.max_age"
 _EXITED = ("exited", "dead")
@@ -324,9 +324,10 @@ def cmd_capture(args: Any, mode: Mode) -> int:
                 f"Track:\n  {CLI}backups {ref}\n  {CLI}backups:logs {ref} {bid} --follow")
         _emit(mode, args.output, text, {**data, "status": "running"})
         return ExitStatus.OK
-    estimate = _estimate(c, source)
+    quiet = args.output == "json"
+    estimate = 0 if quiet else _estimate(c, source)  # only the progress bar uses it
     try:
-        code = _follow(c, name, filename, started, estimate, quiet=args.output == "json")
+        code = _follow(c, name, filename, started, estimate, quiet=quiet)
     except KeyboardInterrupt:
         env.warn(f"\nstopped following; backup {bid} keeps running in the background "
                  f"(follow again: {CLI}backups:logs {ref} {bid} --follow; cancel: {CLI}backups:cancel {ref} {bid})")
@@ -476,18 +477,23 @@ def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: i
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("dump", total=estimate or None)
         while True:
-            code = c.runtime.exit_code_of(name)
+            # Docker's wait returns the moment the capture exits: no poll interval on the result
+            try:
+                code = c.runtime.wait_exit(name, 0.5)
+            except RuntimeFailure:
+                if c.runtime.container_state(name) is not None:
+                    raise
+                code = -1  # removed under us (a cancel, a delete)
             size = 0
             for path in (partial, dump):
                 try:
                     size = path.stat().st_size
                 except FileNotFoundError:
                     continue
-            done = code is not None or c.runtime.container_state(name) is None
+            done = code is not None
             progress.update(task, completed=size, total=(size if done and code == 0 else max(estimate, size)) or None)
-            if done:
-                return code if code is not None else -1
-            time.sleep(0.5)
+            if code is not None:
+                return code
 
 
 # -- listing, logs, cancel, delete, prune, download ---------------------------------------------

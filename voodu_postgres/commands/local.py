@@ -15,7 +15,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, Result
 from voodu_postgres.commands.facts import Facts, consumer_ref
@@ -24,12 +24,14 @@ from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.lease import cluster_lease
-from voodu_postgres.reconciler.loop import Context, reconcile
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.runtime import DockerRuntime, run_attached
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.store import SqliteStore
+
+if TYPE_CHECKING:  # the reconciler loads only when a command reconciles (start-up time)
+    from voodu_postgres.reconciler.loop import Context
 
 Recorded = tuple[PostgresSpec, dict[str, Any], str]
 
@@ -70,6 +72,8 @@ class LocalMode:
         return explicit or self.env.environ.get(NETWORK_ENV) or DEFAULT_NETWORK
 
     def context(self, network: str) -> Context:
+        from voodu_postgres.reconciler.loop import Context
+
         return Context(runtime=self.runtime, store=self.store, home=self.home, network=network,
                        extra_labels=self.env.extra_labels())
 
@@ -135,6 +139,8 @@ class LocalMode:
         return code
 
     def _converge(self, ref: Ref, progress: Callable[[str], None]) -> None:
+        from voodu_postgres.reconciler.loop import reconcile
+
         spec, _body, network = self.recorded([str(ref)])[0]
         report = reconcile(spec, self.context(network), wait=True, timeout=300, progress=progress)
         if not report.converged:

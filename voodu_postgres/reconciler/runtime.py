@@ -528,6 +528,29 @@ class DockerRuntime:
             return None
         return int(state.get("ExitCode", -1))
 
+    def wait_exit(self, name: str, timeout: float) -> int | None:
+        """Block until the container has stopped and return its exit code, or None when it is
+        still running after ``timeout`` seconds; RuntimeFailure when it is gone. One blocking
+        request (Docker's wait) instead of polling: the caller learns of the exit at once."""
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import ReadTimeout
+        from urllib3.exceptions import ReadTimeoutError
+
+        try:
+            result = self.client.api.wait(name, timeout=timeout)
+        except NotFound:
+            raise RuntimeFailure(f"container {name} not found") from None
+        except ReadTimeout:
+            return None
+        except RequestsConnectionError as exc:
+            # over the unix socket a read timeout arrives as a ConnectionError wrapping urllib3's
+            if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
+                return None
+            raise _failure(f"wait for {name}", exc) from None
+        except APIError as exc:
+            raise _failure(f"wait for {name}", exc) from None
+        return int(result.get("StatusCode", -1))
+
     def remove_stale(self, label_key: str, *, older_than_s: float) -> int:
         """Remove what interrupted sessions left behind: objects carrying ``label_key`` whose
         session (the label's value) has no container younger than ``older_than_s``. Sessions

@@ -151,7 +151,8 @@ class FakeController:
         assert isinstance(a.get("summary", ""), str), f"{kind}: summary must be a string"
         assert a.get("skip_restart", False) in (True, False), f"{kind}: skip_restart must be a bool"
         if kind not in ("exec_local", "fetch_file"):
-            assert scope and name, f"scope and name are required for action {kind!r}"
+            # an unscoped resource's actions carry scope "" (behavior.md §1.2); a name, always
+            assert name, f"name is required for action {kind!r}"
         with self._lock:
             summary = self._apply_checked(kind, scope, name, a)
         return str(a.get("summary") or summary)
@@ -218,8 +219,8 @@ class FakeController:
             if route == ("GET", "/describe"):
                 return self._describe(q.get("kind", ""), scope, name)
             if parts.path == "/config" and method in ("GET", "POST", "DELETE"):
-                if not scope:
-                    return _err(400, "scope is required")
+                if not scope and not name:  # an unscoped app's bucket is (scope "", name)
+                    return _err(400, "scope or name is required")
                 if method == "GET":
                     bucket = self.resolve(scope, name) if q.get("merge") != "false" else self.own(scope, name)
                     if "key" not in q:

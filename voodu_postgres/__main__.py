@@ -1,5 +1,5 @@
 """Allow ``python -m voodu_postgres``."""
 
-from voodu_postgres.cli import main
+from voodu_postgres.cli import entry
 
-raise SystemExit(main())
+entry()

@@ -54,6 +54,10 @@ Obs = BackupObservation
     (Obs(partial_exists=True), S.FAILED),  # died without cleaning up (host reboot, container removed)
     (Obs(container_state="exited", exit_code=0, partial_exists=True), S.FAILED),
     (Obs(recorded="failed"), S.FAILED),
+    # a Voodu job dispatched but not started yet: running (listed, cancellable)
+    (Obs(recorded="running"), S.RUNNING),
+    (Obs(recorded="running", partial_exists=True), S.FAILED),  # it ran, and its container is gone
+    (Obs(container_state="exited", exit_code=0, recorded="running"), S.DELETED),
     # nothing to list: an exited-0 container whose file is gone, or nothing at all
     (Obs(container_state="exited", exit_code=0), S.DELETED),
     (Obs(), S.DELETED),

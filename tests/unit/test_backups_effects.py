@@ -3,6 +3,7 @@ parts of the backups commands that need no Docker (the rest runs in tests/integr
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -84,13 +85,16 @@ echo ";     Dumped from database version: 15.5"; echo "1; 0 1 TABLE DATA public 
 """
 
 
-def run_capture(tmp_path: Path, *, count_failures: int = 0,
+def run_capture(tmp_path: Path, *, count_failures: int = 0, sidecar: str | None = None,
                 **stub_env: str) -> tuple[subprocess.CompletedProcess[str], Path, Path]:
     """Run the real capture script with stand-ins first on PATH (the first ``count_failures``
-    counts fail with a recovery conflict); (result, backups dir, stub dir)."""
+    counts fail with a recovery conflict; ``sidecar``: the backup's metadata file already there);
+    (result, backups dir, stub dir)."""
     stub, backups = tmp_path / "stub", tmp_path / "backups"
-    stub.mkdir()
+    stub.mkdir(parents=True)
     backups.mkdir()
+    if sidecar is not None:
+        (backups / f"{FILE}.json").write_text(sidecar)
     (stub / "count_failures").write_text(str(count_failures))
     for name, text in (("psql", _PSQL), ("pg_dump", _PG_DUMP), ("pg_restore", _PG_RESTORE)):
         (stub / name).write_text(text)
@@ -145,7 +149,7 @@ def test_a_recovery_conflict_while_counting_is_retried(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "retrying (1/2)" in result.stderr and os.listdir(backups) == [FILE]
     events = (stub / "events").read_text().split()  # the first pg_dump was stopped with its session
-    assert (events.count("dump-started"), events.count("dump-done"), events.count("commit")) == (2, 1, 1)
+    assert (events.count("counting"), events.count("dump-done"), events.count("commit")) == (2, 1, 1)
 
 
 def test_capture_log_protocol() -> None:
@@ -309,3 +313,33 @@ def test_the_captures_own_keep_is_applied_once_counting_it(tmp_path: Path) -> No
     assert pruned == ["b001"] and [r.ref for r in rows] == ["b002", "b003"]
     rows, pruned = cmd.observe(cluster(tmp_path, rt, {"BACKUP_KEEP": "30"}))
     assert pruned == [] and [r.ref for r in rows] == ["b002", "b003"]
+
+
+def test_a_bare_word_lists_that_scope_and_the_unscoped_cluster_of_that_name(tmp_path: Path) -> None:
+    from voodu_postgres.commands.local import LocalMode
+    from voodu_postgres.reconciler.expand import expand
+    from voodu_postgres.reconciler.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "home")
+    for scope, name in (("db", "main"), ("", "db"), ("other", "x")):
+        body = {"replicas": 1, "volumes": [f"{tmp_path / (scope or '_') / name}:/backups:rw"]}
+        store.record_resource(scope, name, body, "net")
+        for action in expand(load_spec(scope, name, body), {}).actions:
+            store.patch(action.scope, action.name, action.kv or {})
+    out = io.StringIO()
+    mode = LocalMode(Env(stdout=out, stderr=io.StringIO(), environ={}), store, tmp_path / "home",
+                     runtime=FakeBackupRuntime())  # type: ignore[arg-type]
+    assert cmd.cmd_list(argparse.Namespace(target="db", output="json"), mode) == 0
+    assert sorted(json.loads(out.getvalue())) == ["db", "db/main"]  # not other/x
+
+
+def test_a_capture_cancelled_before_it_started_dumps_nothing(tmp_path: Path) -> None:
+    from voodu_postgres.commands.backup_model import BackupMetadata
+
+    result, backups, stub = run_capture(tmp_path, sidecar=BackupMetadata(id=1, file=FILE, status="cancelled").to_json())
+    assert result.returncode == 10 and "capture failed: cancelled before it started" in result.stderr
+    assert os.listdir(backups) == [f"{FILE}.json"] and not (stub / "pg_dump.argv").exists()
+    # a record of the job being dispatched (running) does not stop it
+    result, backups, _stub = run_capture(tmp_path / "again", sidecar=BackupMetadata(id=1, file=FILE).to_json()
+                                         .replace('"complete"', '"running"'))
+    assert result.returncode == 0 and FILE in os.listdir(backups), result.stderr

@@ -67,7 +67,7 @@ class FakeDocker:
                 exit_code: int = 0, log: str = "") -> str:
         manifest = ctl.manifest("job", scope, job)
         assert manifest is not None, f"job {scope}/{job} was never applied"
-        name = f"{scope}-{job}.{run_id}"
+        name = f"{scope}-{job}.{run_id}" if scope else f"{job}.{run_id}"  # the job's AppID, then the run
         labels = {**manifest["spec"]["labels"], "createdby": "voodu", "voodu.kind": "job", "voodu.scope": scope,
                   "voodu.name": job, "voodu.replica_id": run_id}
         self.containers[name] = ContainerInfo(name=name, state=state, health=None, labels=labels, restart_count=0,
@@ -254,3 +254,85 @@ def test_schedule_prints_the_cronjob_block_and_no_actions(ctl: FakeController, t
     assert 'cronjob "db-backup" {' in message  # unscoped: one label, not cronjob ""
     message, actions = ok(ctl, tmp_path, "backups:schedule", "shop/db", "--remove")
     assert actions == [] and "vd apply --prune" in message
+
+
+def test_an_unscoped_cluster_s_job_is_unscoped_from_capture_to_delete(docker: FakeDocker, tmp_path: Path,
+                                                                        backups_dir: Path) -> None:
+    """Voodu keeps an unscoped resource under scope "" and names its containers by the AppID
+    (``<name>``): the capture job is ``db.bk.bNNN`` in scope "" — its run ``db.bk.bNNN.<runid>``,
+    which the listing finds — and nothing says ``-db``, ``/db.bk…`` or ``cronjob ""``."""
+    docker.pods = {"db.0": "running", "db.1": "running"}
+    with FakeController() as ctl:
+        spec = load_spec("", "db", {"replicas": 2, "volumes": [f"{backups_dir}:/backups:rw"]})
+        for action in expand(spec, {}).actions:
+            ctl.set_config(action.scope, action.name, action.kv or {})
+        ctl.put_manifest("statefulset", "", "db", expand(spec, ctl.resolve("", "db")).manifests[1]["spec"])
+
+        message, created = ok(ctl, tmp_path, "backups:capture", "db", "-o", "json")
+        assert [(a["type"], a["scope"], a["name"]) for a in created] == [
+            ("apply_manifest", "", "db"), ("run_job", "", "db.bk.b001")]
+        manifest = created[0]["manifest"]
+        assert (manifest["scope"], manifest["name"]) == ("", "db.bk.b001")
+        assert "pg_dump -h db-0.voodu " in manifest["spec"]["command"][2]
+        assert json.loads(message)["job"] == "db.bk.b001" and created[0]["summary"].endswith(": db.bk.b001")
+        assert manifest["spec"]["labels"]["voodu-postgres.scope"] == ""
+        pgpass = Path(manifest["spec"]["volumes"][1].split(":")[0])
+        assert pgpass.is_relative_to(tmp_path / "plugin" / "state" / "_unscoped" / "db")
+        everything = json.dumps(created) + message
+        assert '"-db' not in everything and "/db.bk" not in everything
+
+        run = docker.run_job(ctl, "", "db.bk.b001", "a1b2")
+        assert run == "db.bk.b001.a1b2"
+        filename = manifest["spec"]["labels"]["voodu-postgres.backup.file"]
+        (backups_dir / bm.partial_filename(filename)).write_bytes(b"half a dump")
+        message, _actions = ok(ctl, tmp_path, "backups", "db", "-o", "json")
+        assert [(r["id"], r["status"]) for r in json.loads(message)["backups"]] == [("b001", "running")]
+        _message, cancelled = ok(ctl, tmp_path, "backups:cancel", "db", "b001")
+        assert cancelled == [{"type": "delete_manifest", "scope": "", "name": "db.bk.b001", "kind": "job"}]
+        assert ctl.manifest("job", "", "db.bk.b001") is None
+        docker.delete_job("", "db.bk.b001")
+        _message, deleted = ok(ctl, tmp_path, "backups:delete", "db", "b001", "--yes")
+        assert deleted == [{"type": "delete_manifest", "scope": "", "name": "db.bk.b001", "kind": "job"}]
+
+        message, _actions = ok(ctl, tmp_path, "backups:schedule", "db", "--at", "0 4 * * *")
+        assert 'cronjob "db-backup" {' in message and 'cronjob ""' not in message
+        assert "vd pg:backups:capture db" in message and "capture /db" not in message
+
+
+def test_cancel_of_a_job_still_queued_ends_it_cancelled_with_nothing_left(ctl: FakeController, docker: FakeDocker,
+                                                                          tmp_path: Path, backups_dir: Path) -> None:
+    """run_job was emitted but Voodu has not created the job's container yet: the backup lists as
+    running (it is not lost), cancel finds it by its record, deletes that same job, and the
+    backup ends cancelled — and if the controller starts the job after all, the script refuses
+    to dump (tests/unit/test_backups_effects.py)."""
+    _message, created = ok(ctl, tmp_path, "backups:capture", "shop/db")
+    job = created[1]["name"]
+    assert ctl.jobs_run == [("shop", job)] and not docker.containers  # queued, no container
+    assert listing(ctl, tmp_path)["b001"]["status"] == "running"
+    message, cancelled = ok(ctl, tmp_path, "backups:cancel", "shop/db", "b001")
+    assert cancelled == [{"type": "delete_manifest", "scope": "shop", "name": job, "kind": "job"}]
+    assert ctl.manifest("job", "shop", job) is None and "cancelling 1 capture (b001)" in message
+    assert listing(ctl, tmp_path)["b001"]["status"] == "cancelled"
+    filename = created[0]["manifest"]["spec"]["labels"]["voodu-postgres.backup.file"]
+    assert sorted(p.name for p in backups_dir.iterdir()) == [bm.metadata_filename(filename)]
+    _message, deleted = ok(ctl, tmp_path, "backups:delete", "shop/db", "b001", "--yes")
+    assert deleted[0]["name"] == job and not any(backups_dir.iterdir())
+
+
+def test_a_job_that_never_starts_is_failed_after_the_start_timeout(ctl: FakeController, docker: FakeDocker,
+                                                                    tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from voodu_postgres.commands import backups as cmd
+
+    ok(ctl, tmp_path, "backups:capture", "shop/db")
+    assert listing(ctl, tmp_path)["b001"]["status"] == "running"
+    later = datetime.now(UTC) + bm.JOB_START_TIMEOUT - timedelta(minutes=1)
+    monkeypatch.setattr(cmd, "_now", lambda: later)  # not yet past the timeout
+    assert listing(ctl, tmp_path)["b001"]["status"] == "running"
+    monkeypatch.setattr(cmd, "_now", lambda: later + timedelta(minutes=2))
+    row = listing(ctl, tmp_path)["b001"]
+    assert row["status"] == "failed", row
+    code, envelope = dispatch(ctl, tmp_path, "backups:cancel", "shop/db", "b001")
+    assert code == 1 and "not running" in envelope["error"]

@@ -758,6 +758,19 @@ def server_major(version: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+#: How long a dispatched Voodu capture job may go without a container before its backup is
+#: recorded as failed: the controller reports a run_job failure only in its own log, and a job
+#: that never runs must not list as running for ever.
+JOB_START_TIMEOUT = timedelta(minutes=10)
+
+
+def job_never_started(meta: BackupMetadata, *, has_container: bool, now: datetime) -> bool:
+    """A capture recorded as dispatched (running) whose job has shown no container for longer
+    than :data:`JOB_START_TIMEOUT`."""
+    return (meta.status == BackupState.RUNNING and not has_container and meta.started is not None
+            and now - meta.started > JOB_START_TIMEOUT)
+
+
 def row_count_mismatches(expected: Mapping[str, int], restored: Mapping[str, int]) -> list[str]:
     """What ``verify`` reports when a restore's per-table row counts differ from the metadata's
     (one line each, sorted); empty when they agree. Tables only in ``restored`` are not errors."""

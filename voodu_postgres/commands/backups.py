@@ -213,6 +213,14 @@ def observe(c: Cluster) -> tuple[list[BackupRow], list[str]]:
             metadata[found.id] = meta
             if meta.status == BackupState.COMPLETE:
                 completed.append(info)
+    started_ids = {b.id for b in (_as_backup_container(c, i) for i in containers) if b is not None}
+    for backup_id, meta in list(metadata.items()):
+        if bm.job_never_started(meta, has_container=backup_id in started_ids, now=_now()):
+            meta = replace(meta, status=BackupState.FAILED, finished=_now(),
+                           reason=f"its job never started (dispatched {bm.rfc3339(meta.started)}; see the "
+                                  "controller's log)" if meta.started else "its job never started")
+            fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())
+            metadata[backup_id] = meta
     rows = _rows(c, containers, metadata)
     for info in completed:  # a capture's own retention, applied once, when it is first seen complete
         policy, warnings = bm.retention_from_buckets(_policy_of(info), c.facts.bucket)
@@ -314,8 +322,10 @@ def cmd_capture(args: Any, mode: Mode) -> int:
         return _capture_job(args, c, flags)
     ref = c.ref
     source = args.from_replica if args.from_replica is not None else c.facts.primary
-    rows, pruned_before = observe(c)
     backup_id, filename, name, started = start(c, source, flags)
+    # earlier captures are finalised (and their retention applied) while this one dumps: the
+    # dump's clock starts first; a running capture is never pruned
+    _rows, pruned_before = observe(c)
     bid = bm.format_ref(backup_id)
     label = bm.source_label(source, c.facts.primary)
     data: dict[str, Any] = {"ref": str(ref), "id": bid, "file": filename, "container": name, "source": label}
@@ -375,6 +385,9 @@ def _capture_job(args: Any, c: Cluster, flags: RetentionPolicy) -> int:
     pgpass = fx.write_pgpass(state_dir, spec.user, c.facts.password)
     backup_id, filename, started, labels, script = _prepare(c, source, flags)
     bid, job = bm.format_ref(backup_id), bm.job_name(ref, backup_id)
+    # the job lives where the cluster lives: an unscoped cluster's job is unscoped too (scope "",
+    # run containers <name>.bk.bNNN.<runid>), and is shown without a leading "/"
+    job_ref = str(Ref(ref.scope, job))
     # The job starts asynchronously: a sidecar recording it as running reserves the id meanwhile
     # (it lists once its container exists; a job that never starts leaves only this record).
     c.directory.mkdir(parents=True, exist_ok=True)
@@ -386,11 +399,11 @@ def _capture_job(args: Any, c: Cluster, flags: RetentionPolicy) -> int:
                 "spec": fx.capture_job_spec(image=spec.image, network=c.network, backups_dir=c.directory,
                                             pgpass=pgpass, script=script, labels=labels)}
     actions = [Action("apply_manifest", ref.scope, ref.name, manifest=manifest,
-                      summary=f"job manifest applied: {ref.scope}/{job}"),
+                      summary=f"job manifest applied: {job_ref}"),
                Action("run_job", ref.scope, job, summary=f"backup {bid} dispatched"),
                *_job_deletions(c)]
     label = bm.source_label(source, c.facts.primary)
-    text = f"postgres {ref}: capturing backup {bid} in background (source: {label}, job {ref.scope}/{job})"
+    text = f"postgres {ref}: capturing backup {bid} in background (source: {label}, job {job_ref})"
     if c.gone:
         text += f"\nretention: pruned {', '.join(bm.format_ref(i) for i in c.gone)}"
     policy, _warnings = bm.retention_from_buckets(flags, c.facts.bucket)
@@ -399,7 +412,7 @@ def _capture_job(args: Any, c: Cluster, flags: RetentionPolicy) -> int:
                  f"{PLUGIN_CLI}backups command that sees it complete")
     text += (f"\n\nTrack:\n  {PLUGIN_CLI}backups {ref}\n  {PLUGIN_CLI}backups:logs {ref} {bid}"
              f"\n  {PLUGIN_CLI}backups:cancel {ref} {bid}")
-    _emit(c.mode, args.output, text, {"ref": str(ref), "id": bid, "file": filename, "job": f"{ref.scope}/{job}",
+    _emit(c.mode, args.output, text, {"ref": str(ref), "id": bid, "file": filename, "job": job_ref,
                                       "source": label, "status": "running",
                                       "pruned": [bm.format_ref(i) for i in c.gone]}, actions)
     return ExitStatus.OK
@@ -501,17 +514,19 @@ def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: i
 
 def cmd_list(args: Any, mode: Mode) -> int:
     target = args.target
-    if target is not None and "/" in target:
+    # A bare word is a scope — and, if one exists, the unscoped cluster of that name, whose ref is
+    # just its name. Under Voodu it can only be the cluster: the plugin cannot enumerate a scope.
+    if target is not None and ("/" in target or not isinstance(mode, LocalMode)):
         c = load(mode, target)
         rows, _pruned = observe(c)
         _emit(mode, args.output, bm.render_listing(c.ref, rows, cli=CLI), bm.listing_json(c.ref, rows),
               _job_deletions(c))
         return ExitStatus.OK
     if not isinstance(mode, LocalMode):
-        raise UsageError("under Voodu, name the cluster: vd pg:backups <scope>/<name>")
+        raise UsageError("under Voodu, name the cluster: vd pg:backups <scope>/<name> (or <name>, unscoped)")
     clusters = []
     for rec in sorted(mode.store.resources(), key=lambda r: (r.scope, r.name)):
-        if target is not None and rec.scope != target:
+        if target is not None and rec.scope != target and (rec.scope, rec.name) != ("", target):
             continue
         c = load(mode, str(Ref(rec.scope, rec.name)))
         rows, _pruned = observe(c)
@@ -603,6 +618,8 @@ def cmd_cancel(args: Any, mode: Mode) -> int:
 def _file_of(c: Cluster, row: BackupRow) -> str:
     if row.filename:
         return row.filename.removesuffix(bm.PARTIAL_EXT)
+    if row.metadata is not None and row.metadata.file:  # a queued Voodu job: only its record exists
+        return row.metadata.file
     for info in fx.list_capture_containers(c.runtime, c.ref):
         found = _as_backup_container(c, info)
         if found is not None and found.id == row.id and info.labels.get(L_FILE):

@@ -151,6 +151,9 @@ say started "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 W=$(mktemp -d) || die "cannot make a work directory" 9
 trap 'rm -rf "$W"' EXIT
 mkfifo "$W/snap.in" "$W/snap.out" || die "cannot make the session's pipes" 9
+# a cancel recorded before this container started (a Voodu job cancelled while queued) wins
+cancelled() {{ grep -qs '"status": "cancelled"' "$F.json"; }}
+cancelled && die "cancelled before it started" 10
 n=0
 while :; do
   n=$((n + 1)); rc=0; why=""; : >"$W/rows"; : >"$W/pg_dump.err"
@@ -195,6 +198,7 @@ sum=$($hash "$P") || die "sha256 of the dump failed" 5
 say sha256 "${{sum%% *}}"
 say size "$(stat -c %s "$P")"
 sync "$P" || die "fsync of the dump failed" 6
+cancelled && die "cancelled" 10  # the rename is the commit point: a recorded cancel must win before it
 mv "$P" "$F" || die "rename into place failed" 7
 sync {shlex.quote(directory)} || die "fsync of the backups directory failed" 8
 say finished "$(date -u +%Y-%m-%dT%H:%M:%SZ)"

@@ -35,7 +35,7 @@ ALIVE_CONTAINER_STATES = frozenset({"created", "running", "restarting", "paused"
 
 
 class BackupState(StrEnum):
-    RUNNING = "running"  # the capture container is alive
+    RUNNING = "running"  # the capture container is alive (or, under Voodu, its job is queued)
     COMPLETE = "complete"  # the final dump exists (it appears only by rename once every stage succeeded)
     FAILED = "failed"  # the capture ended without a dump: non-zero exit, or died leaving a .partial
     CANCELLED = "cancelled"  # a cancel was recorded and the capture ended without a dump
@@ -80,6 +80,10 @@ def classify(obs: BackupObservation) -> BackupState:
     # its temporary file behind: either way no dump exists, so it must not list as complete.
     if obs.exited_badly or obs.partial_exists or obs.recorded == BackupState.FAILED:
         return BackupState.FAILED
+    # Under Voodu a capture is recorded running when its job is dispatched: until the controller
+    # creates the job's container it is queued, and must list (and be cancellable) as running.
+    if obs.recorded == BackupState.RUNNING and obs.container_state is None:
+        return BackupState.RUNNING
     # An exited-0 container whose file is gone (deleted or pruned), or nothing at all (Go: no row).
     return BackupState.DELETED
 

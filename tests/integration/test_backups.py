@@ -275,6 +275,51 @@ def test_schedule_is_recorded_shown_by_info_and_started_when_due(c: Cluster) -> 
     assert "scheduled" not in c.cli("info", c.ref).ok().out
 
 
+def test_a_schedule_is_run_by_a_real_reconcile_watch_process(c: Cluster) -> None:
+    """``backups:schedule --at '* * * * *'``, then ``reconcile --watch`` as its own process: the next
+    minute's slot starts one capture — one only, however many passes follow in that minute — which
+    lands complete; SIGTERM (what systemd sends) stops the watcher cleanly: no traceback, the
+    cluster's lease released, the process ended by that signal."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tests.integration.helpers_cli import LABELS_ENV
+
+    before = set(listing(c))
+    c.cli("backups:schedule", c.ref, "--at", "* * * * *", "--keep", "2").ok()
+    watcher = subprocess.Popen(
+        [sys.executable, "-m", "voodu_postgres", "--home", str(c.home), "reconcile", c.ref, "--watch", "--interval", "1"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, LABELS_ENV: f"{TEST_LABEL}={SESSION}"})
+    try:
+        deadline = time.monotonic() + 150  # the next minute, then a small dump
+        done: list[str] = []
+        while not done and time.monotonic() < deadline:
+            assert watcher.poll() is None, watcher.communicate()
+            rows = listing(c)
+            done = [b for b, row in rows.items() if b not in before and row["status"] == "complete"]
+            time.sleep(1)
+        assert done, f"no scheduled capture completed within 150s: {listing(c)}"
+        time.sleep(4)  # more passes, still in the slot's minute (the capture started as it began)
+    finally:
+        watcher.send_signal(signal.SIGTERM)
+        out, err = watcher.communicate(timeout=60)
+        c.cli("backups:schedule", c.ref, "--remove").ok()
+    assert watcher.returncode == -signal.SIGTERM, (watcher.returncode, err)
+    assert "Traceback" not in err and err.rstrip().endswith("interrupted"), err
+    assert c.store.lease(c.scope, c.name) is None
+    started = re.findall(r"scheduled capture (b\d+) started \(slot (\S+)\)", out)
+    slots = [slot for _bid, slot in started]
+    assert started and len(slots) == len(set(slots)), out  # never two captures for one slot
+    after_first = out.split("scheduled capture", 1)[1]
+    assert after_first.count(f"{c.ref}: ") >= 2, out  # passes did run after it
+    new = {b for b in listing(c) if b not in before}
+    assert new == {bid for bid, _slot in started}, (new, out)  # each new backup is a slot's
+
+
 def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
     from tests.fake_controller import FakeController
     from tests.fake_controller import dispatch as plugin_dispatch

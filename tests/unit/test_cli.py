@@ -141,3 +141,28 @@ def test_plugin_mode_errors_are_envelopes_on_stdout(tmp_path: Path) -> None:
 def test_console_script_runs_as_a_real_process() -> None:
     proc = subprocess.run([sys.executable, "-m", "voodu_postgres", "--version"], capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stdout.strip()
+
+
+def test_sigterm_unwinds_like_ctrl_c_then_ends_the_process_by_sigterm(tmp_path: Path) -> None:
+    """A stop from systemd must release what the command holds (finally blocks run) and still be
+    seen as death by SIGTERM (which systemd counts as a clean stop)."""
+    import signal
+    import time
+
+    marker = tmp_path / "unwound"
+    program = (
+        "import time, voodu_postgres.cli as cli\n"
+        "def main():\n"
+        "    try:\n"
+        "        print('ready', flush=True); time.sleep(30); return 0\n"
+        "    except KeyboardInterrupt:\n"
+        f"        open({str(marker)!r}, 'w').write('yes'); return 130\n"
+        "cli.main = main\n"
+        "cli.entry()\n")
+    proc = subprocess.Popen([sys.executable, "-c", program], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    begun = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == -signal.SIGTERM and time.monotonic() - begun < 5
+    assert marker.read_text() == "yes"

@@ -241,9 +241,10 @@ def _backup_parsers(sub: Any) -> None:
 
     p = sub.add_parser("backups:capture", help="pg_dump the cluster into its backups directory (detached)",
                        description=(
-                           "Runs pg_dump (-Fc -Z6) in a container of the cluster's image on its network, from the "
-                           "primary or --from-replica N. The dump is written as .partial, read back (TOC, row "
-                           "counts), checksummed, synced and renamed only when every stage succeeded; a JSON "
+                           "Runs pg_dump (custom format: one file) in a container of the cluster's image on its "
+                           "network, from the primary or --from-replica N, counting every table's rows in the "
+                           "dump's own snapshot. The dump is written as .partial, read back (TOC), checksummed, "
+                           "synced and renamed only when every stage succeeded; a JSON "
                            "sidecar records what it holds. Returns at once with the id; --follow shows progress "
                            "(Ctrl-C stops following, not the capture). Retention runs after a successful capture, "
                            "so --keep N leaves exactly N. Under Voodu the capture is a job <name>.bk.bNNN "

@@ -471,8 +471,23 @@ def _estimate(c: Cluster, source: int) -> int:
         return 0
 
 
+def _wait(c: Cluster, name: str, timeout: float) -> int | None:
+    """The capture's exit code once it has stopped, None while it runs after ``timeout`` (-1 when
+    its container was removed under us: a cancel, a delete)."""
+    try:
+        return c.runtime.wait_exit(name, timeout)
+    except RuntimeFailure:
+        if c.runtime.container_state(name) is not None:
+            raise
+        return -1
+
+
 def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: int, *, quiet: bool) -> int:
     """Watch a capture until its container exits (progress with rich); its exit code."""
+    if quiet:  # nothing to draw: one blocking wait at a time, no wake-ups taking CPU from the dump
+        while (code := _wait(c, name, 30)) is None:
+            pass
+        return code
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -483,20 +498,14 @@ def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: i
         TransferSpeedColumn,
     )
 
-    console = Console(file=c.mode.env.stderr, quiet=quiet)
+    console = Console(file=c.mode.env.stderr)
     partial, dump = c.path(bm.partial_filename(filename)), c.path(filename)
     columns = (TextColumn(f"{bm.format_ref(int(filename[1:].split('-')[0]))} pg_dump"), BarColumn(),
                DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("dump", total=estimate or None)
         while True:
-            # Docker's wait returns the moment the capture exits: no poll interval on the result
-            try:
-                code = c.runtime.wait_exit(name, 0.5)
-            except RuntimeFailure:
-                if c.runtime.container_state(name) is not None:
-                    raise
-                code = -1  # removed under us (a cancel, a delete)
+            code = _wait(c, name, 0.5)  # returns the moment the capture exits: no poll interval
             size = 0
             for path in (partial, dump):
                 try:

@@ -47,7 +47,7 @@ JOB_LABEL_PREFIX = "voodu-postgres."
 #: The dump's format and compression level: the one place they are chosen (the flags and the
 #: metadata's ``compression`` derive from it; the measurement behind the level is in
 #: bench/backups.py and the README's Backups section). Always ``-Fc``: one file per backup.
-DUMP_LEVEL = 6
+DUMP_LEVEL = 1
 DUMP_FLAGS: tuple[str, ...] = ("-Fc", f"-Z{DUMP_LEVEL}")
 DUMP_COMPRESSION = f"gzip:{DUMP_LEVEL}" if DUMP_LEVEL else "none"
 

@@ -293,7 +293,7 @@ def test_apply_manifest_is_visible_to_describe(ctl: FakeController, client: Cont
         {"type": "delete_manifest", "scope": "data", "name": "main"},
         {"type": "exec_local", "scope": "data", "name": "main", "command": "psql"},
         {"type": "fetch_file", "scope": "data", "name": "main", "remote_path": "/r"},
-        {"type": "run_job", "scope": "", "name": "main"},
+        {"type": "run_job", "scope": "data", "name": ""},  # (an unscoped resource's scope is "", §1.2)
         {"scope": "data", "name": "main"},
     ],
 )

@@ -18,12 +18,14 @@ Then, each measured in the same run on the same image and network:
 * **restore** — ``voodu-postgres backups:restore REF ID --yes`` (one transaction into the primary)
   next to a raw ``pg_restore --clean --if-exists --single-transaction`` of the same data.
 
-The default these numbers chose is ``-Fc -Z1``. What it is measured against: the dump's wall time
-(the snapshot it holds open keeps the primary from vacuuming what it still sees, and on a standby
-``hot_standby_feedback`` carries that back), its size on the host (``--keep N`` keeps N of them),
-and the restore time. On both kinds of data ``-Z1`` dumps 2–3× faster than ``-Z6`` for a file at
-most about a fifth larger, and restores as fast; ``-Z0`` saves little more time and is 2–50× larger.
-The README's Backups section has the table.
+The default these numbers chose is ``-Fc -Z1`` (``DUMP_LEVEL`` in voodu_postgres/reconciler/backups.py),
+weighed on three things: the dump's wall time (the snapshot it holds keeps the primary from
+vacuuming what it still sees, and on a standby ``hot_standby_feedback`` carries that back), its
+size on the host (``--keep N`` keeps N of them) and the restore time. Measured at scale 70 with
+256 MB of text: on the text ``-Z1`` dumps 2–3× faster than ``-Z6`` for a file 3% larger; on the
+pgbench tables every level takes the same time (the server's COPY is the bottleneck) for the same
+20 MB; restores take the same time at every level; ``-Z0`` is faster on the text but twice the size
+there and 36× on pgbench's tables. The README's Backups section has the table.
 
 Usage: ``.venv/bin/python bench/backups.py [--scale 70] [--runs 3] [--random-mb 256]``. Needs
 Docker and the local image (``bash scripts/setup-docker.sh``); everything it makes is labelled

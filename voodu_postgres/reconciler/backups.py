@@ -2,14 +2,14 @@
 directory, and the restores (into the primary, or into a throw-away server to verify a dump).
 
 A capture is one detached container of the cluster's image on the cluster network, named
-``<scope>-<name>.bk.bNNN``. Its script runs every stage with its exit status checked —
-``pg_dump`` into ``<file>.partial`` (retried a bounded number of times after a recovery conflict on
-a standby), ``pg_restore --list`` (the archive must be readable), the per-table row counts read
-back from the archive's own COPY blocks (exact, consistent with the dump), ``sha256sum`` — and
+``<scope>-<name>.bk.bNNN``. Its script runs every stage with its exit status checked — a session
+exports its snapshot and counts every table's rows in it while ``pg_dump --snapshot`` writes
+``<file>.partial`` from that same snapshot (both retried a bounded number of times after a recovery
+conflict on a standby), ``pg_restore --list`` (the archive must be readable), the SHA-256 — and
 only then fsyncs the file, renames it to its final name and fsyncs the directory: the rename is
-the commit point, so a dump under its final name is whole. What it learned goes to its log as
-``@@vpg <key> <value>`` lines, from which the caller writes the metadata sidecar once the
-container has exited (so a detached capture needs no process watching it).
+the commit point, so a dump under its final name is whole, and a cancel recorded before it wins.
+What it learned goes to its log as ``@@vpg <key> <value>`` lines, from which the caller writes the
+metadata sidecar once the container has exited (so a detached capture needs no process watching it).
 
 The password reaches the container as a 0600 pgpass file bind-mounted read-only (``PGPASSFILE``):
 never an argv, never the container's environment (``docker inspect`` shows both).

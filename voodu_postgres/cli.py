@@ -381,16 +381,18 @@ def entry() -> NoReturn:
 
     def on_sigterm(_signum: int, _frame: object) -> None:
         nonlocal terminated
+        if terminated:  # already unwinding: a second SIGTERM must not interrupt the clean-up
+            return
         terminated = True
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
     code = main()
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # from here on a SIGTERM simply ends the process
     gc.freeze()
     if terminated:
         sys.stdout.flush()
         sys.stderr.flush()
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
     raise SystemExit(code)
 

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
 from docker.errors import DockerException
@@ -27,6 +28,7 @@ from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.commands.mode import refreshed_consumers
 from voodu_postgres.errors import CommandError, UsageError, VooduError
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
+from voodu_postgres.reconciler.health import HealthTracker
 from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 from voodu_postgres.reconciler.naming import Ref
@@ -34,6 +36,10 @@ from voodu_postgres.reconciler.observe import resource_labels
 from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.reconciler.runtime import RuntimeFailure
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
+
+#: the longest pause between two probes of a cluster with auto_failover (a quarter of its
+#: failover_timeout when that is shorter)
+PROBE_INTERVAL = 1.0
 
 
 def _say(env: Env, line: str) -> None:
@@ -160,6 +166,13 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
     if not resources:
         _say(env, "no applied clusters on this host")
         return ExitStatus.OK
+    # the watcher's memory of each primary across passes: how long it has been failing
+    tracker = HealthTracker() if args.watch else None
+    said: dict[str, str] = {}
+
+    def stamp() -> str:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
     while True:
         reports = []
         if args.watch:
@@ -169,11 +182,17 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                          if not args.refs or str(r[0].ref) in args.refs]
         for spec, _body, network in resources:
             ctx = mode.context(network)
+
+            def progress(line: str, ref: Ref = spec.ref) -> None:
+                if args.output != "text":
+                    return
+                # watching: one timestamped line per action
+                _say(env, f"{stamp()} {ref}: {line}" if args.watch else f"  {line}")
+
             try:
                 with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "reconcile"):
-                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
-                                       progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
-                                       else (lambda _line: None))
+                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False, progress=progress,
+                                       health=tracker)
                     refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
             except LeaseBusy as exc:
                 if not args.watch:
@@ -187,7 +206,14 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                 env.stderr.write(f"⚠ {spec.ref}: pass failed: {exc}\n")
                 continue
             reports.append(report)
-            if args.output == "text":
+            if args.output == "text" and args.watch:
+                # a watcher passes every second or so: say what changed, not the same state again
+                if said.get(report.ref) != report.message:
+                    _say(env, f"{stamp()} {report.message}")
+                    said[report.ref] = report.message
+                for line in refreshed:
+                    _say(env, f"{stamp()} {spec.ref}: {line}")
+            elif args.output == "text":
                 _print_report(env, report, dry_run=args.dry_run)
                 for line in refreshed:
                     _say(env, f"  {line}")
@@ -200,7 +226,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                     env.stderr.write(f"⚠ {spec.ref}: scheduled backup: {exc}\n")
                     started = None
                 if started and args.output == "text":
-                    _say(env, f"  {started}")
+                    _say(env, f"{stamp()} {spec.ref}: {started}")
         if args.output == "json":
             env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
         if not args.watch:
@@ -208,7 +234,10 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             if failed:
                 raise CommandError("; ".join(r.message for r in failed))
             return ExitStatus.OK
-        time.sleep(args.interval)
+        # a cluster with auto_failover is probed often enough for its failover_timeout to mean
+        # something; the others keep the operator's interval
+        fast = [spec.failover_timeout for spec, _b, _n in resources if spec.auto_failover]
+        time.sleep(min([args.interval, *(max(0.2, min(PROBE_INTERVAL, t / 4)) for t in fast)]))
 
 
 def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:

@@ -8,6 +8,7 @@ must not stall the cluster), and the loop re-observes afterwards anyway.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_afte
 
 from voodu_postgres.reconciler import repair
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
+from voodu_postgres.reconciler.expand import LAST_FAILOVER_KEY, SWITCHOVER_KEY
 from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
 from voodu_postgres.reconciler.podspec import PodSpec
@@ -50,10 +51,11 @@ class Records:
     write: Callable[[Mapping[str, str]], None]
     replication_user: str
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    wall: Callable[[], float] = time.time  # epoch seconds, for the failover record
 
 
-REPAIR_KINDS = frozenset({StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER, StepKind.FENCE,
-                          StepKind.REJOIN, StepKind.CLEAR_REJOIN, StepKind.REPOINT})
+REPAIR_KINDS = frozenset({StepKind.FAILOVER, StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER,
+                          StepKind.FENCE, StepKind.REJOIN, StepKind.CLEAR_REJOIN, StepKind.REPOINT})
 
 
 def execute(
@@ -99,9 +101,21 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     if step.kind is StepKind.CLEAR_SWITCHOVER:
         records.write({SWITCHOVER_KEY: ""})
         return f"dropped the unfinished switchover to {name}"
+    if step.kind is StepKind.FENCE and ordinal == desired.target_primary:
+        # the old primary of an unfinished switchover or failover, failing but not stopped
+        return repair.fence_failing(runtime, desired, ordinal)
     if step.kind is StepKind.FENCE:
         code = repair.fence(runtime, desired, ordinal)
         return f"fenced {name} (stopped, exit code {code})"
+    if step.kind is StepKind.FAILOVER:
+        # the intent and the record first (one write): killed after it, the next pass finishes
+        # the failover from PG_SWITCHOVER_TO; then the fence, before anything is promoted
+        now = records.wall()
+        record = {**step.data, "epoch": round(now, 3),
+                  "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))}
+        records.write({SWITCHOVER_KEY: str(ordinal), LAST_FAILOVER_KEY: json.dumps(record, sort_keys=True)})
+        fenced = repair.fence_failing(runtime, desired, desired.target_primary)
+        return f"{step.reason} — {fenced}; recorded the failover to {name} (it is promoted next)"
     if step.kind is StepKind.REJOIN:
         records.write(repair.mark_rejoin(records.read(), ordinal))
         return repair.rejoin_pod(runtime, desired, ordinal, replication_user=records.replication_user,

@@ -19,7 +19,7 @@ from voodu_postgres.reconciler.expand import (
     SWITCHOVER_KEY,
     ordinals,
 )
-from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.reconciler.model import STOPPED_STATES, Desired
 from voodu_postgres.reconciler.naming import PGDATA
 from voodu_postgres.reconciler.observe import run_sql
 from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure
@@ -81,6 +81,27 @@ def fence(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: int = ST
     connected has flushed all the WAL it wrote (walsenders wait for that before exiting).
     """
     return runtime.stop_container(desired.ref.container(ordinal), timeout=timeout)
+
+
+#: seconds a failing primary gets to shut down when fenced before Docker kills it: it is failing
+#: (hung, partitioned, crash-looping), so a clean shutdown is not expected — only certainty
+FAILING_FENCE_TIMEOUT = 3
+
+
+def fence_failing(runtime: Runtime, desired: Desired, ordinal: int) -> str:
+    """Stop a failing primary — paused, hung, restarting, detached — and make sure it stayed stopped
+    (Docker's stop also kills a paused container, and drops the restart policy). Raises a transient
+    RuntimeFailure when it is still not stopped: nothing may be promoted then."""
+    container = desired.ref.container(ordinal)
+    state = runtime.container_state(container)
+    if state is None:
+        return f"{desired.app_name(ordinal)} has no container: nothing to fence"
+    if state not in STOPPED_STATES:
+        runtime.stop_container(container, timeout=FAILING_FENCE_TIMEOUT)
+        state = runtime.container_state(container)
+    if state is not None and state not in STOPPED_STATES:
+        raise RuntimeFailure(f"fencing {desired.app_name(ordinal)}: still {state} after docker stop", transient=True)
+    return f"fenced {desired.app_name(ordinal)}: its container is {state or 'gone'}"
 
 
 def lsn(text: str) -> int:

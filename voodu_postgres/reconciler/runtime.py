@@ -68,6 +68,7 @@ class ContainerInfo:
     exit_code: int
     identity: dict[str, str] = field(default_factory=dict)  # PG_PORT / POSTGRES_USER / POSTGRES_DB it runs with
     published: dict[int, str] = field(default_factory=dict)  # container port → "host_ip:host_port"
+    networks: tuple[str, ...] | None = None  # the networks it is attached to (None: not known)
 
     @property
     def port(self) -> int | None:
@@ -368,6 +369,7 @@ class DockerRuntime:
                 exit_code=int(state.get("ExitCode", 0)),
                 identity=_identity(container.attrs.get("Config", {}).get("Env") or []),
                 published=_published(container.attrs),
+                networks=tuple(sorted((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})),
             ))
         return out
 

@@ -87,7 +87,8 @@ def image_major(runtime: BackupRuntime, image: str, *, name: str, labels: Mappin
 
 def inspect_tar(path: Path) -> pm.TarListing:
     """List a backup file: its members, and ``base.tar``'s members and ``PG_VERSION`` (the nested
-    tar is read in place: only headers are read, member data is skipped by seeking)."""
+    tars are read in place: only headers are read, member data is skipped by seeking)."""
+    where = path.name
     try:
         with tarfile.open(path, mode="r:") as outer:
             members = outer.getmembers()
@@ -96,6 +97,7 @@ def inspect_tar(path: Path) -> pm.TarListing:
             pg_version: str | None = None
             wal = 0
             if pm.BASE_TAR in found:
+                where = pm.BASE_TAR
                 base_file = outer.extractfile(found[pm.BASE_TAR])
                 assert base_file is not None
                 with tarfile.open(fileobj=base_file, mode="r:") as base:
@@ -106,13 +108,15 @@ def inspect_tar(path: Path) -> pm.TarListing:
                             assert handle is not None
                             pg_version = handle.read(64).decode("ascii", "replace")
             if pm.WAL_TAR in found:
+                where = pm.WAL_TAR
                 wal_file = outer.extractfile(found[pm.WAL_TAR])
                 assert wal_file is not None
                 with tarfile.open(fileobj=wal_file, mode="r:") as wal_tar:
                     wal = sum(1 for _member in wal_tar)
             return pm.TarListing(tuple(m.name for m in members), tuple(base_names), pg_version, wal)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        return pm.TarListing(problem=" ".join(str(exc).split()) or type(exc).__name__)
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        return pm.TarListing(problem=reason if where == path.name else f"{where}: {reason}")
 
 
 # -- backup ----------------------------------------------------------------------------------------

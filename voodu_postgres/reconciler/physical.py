@@ -33,7 +33,12 @@ from pathlib import Path
 from voodu_postgres.reconciler import physical_model as pm
 from voodu_postgres.reconciler.backups import PGPASS_MOUNT, ROLE_LABEL, BackupRuntime, wait_exited
 from voodu_postgres.reconciler.credentials import write_replication_password
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.reconciler.expand import (
+    PASSWORD_KEY,
+    REJOIN_KEY,
+    REPLICATION_PASSWORD_KEY,
+    SWITCHOVER_KEY,
+)
 from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
 from voodu_postgres.reconciler.observe import run_sql
@@ -446,8 +451,10 @@ def run_step(step: pm.RestoreStep, ctx: RestoreContext) -> str:
     if kind is pm.StepKind.CHECK_ROLES:
         return _check_roles(ctx)
     if kind is pm.StepKind.CLEAR_INTENT:
-        ctx.record({pm.INTENT_KEY: ""})
-        return f"{pm.INTENT_KEY} cleared"
+        # an unfinished promote's or rejoin's intents described pods whose data is gone now
+        stale = [k for k in (SWITCHOVER_KEY, REJOIN_KEY) if ctx.bucket.get(k, "").strip()]
+        ctx.record({pm.INTENT_KEY: "", SWITCHOVER_KEY: "", REJOIN_KEY: ""})
+        return f"{pm.INTENT_KEY} cleared" + (f" (and the stale {', '.join(stale)})" if stale else "")
     return ctx.converge()
 
 

@@ -33,6 +33,7 @@ from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.observe import resource_labels
+from voodu_postgres.reconciler.physical_model import PhysicalError, refuse_while_restoring
 from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.reconciler.runtime import RuntimeFailure
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
@@ -119,6 +120,7 @@ def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
         text = args.output == "text"
         # a dry run reads only: it takes no lease
         with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "apply"):
+            _refuse_while_restoring(mode, spec, "apply")
             report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
                                timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
                                (lambda _line: None))
@@ -136,6 +138,13 @@ def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
         raise CommandError("; ".join(r.message for r in reports if r.plan.blocked or
                                      any(not o.ok for o in r.outcomes)))
     return ExitStatus.OK
+
+
+def _refuse_while_restoring(mode: LocalMode, spec: PostgresSpec, command: str) -> None:
+    """A physical restore that did not finish leaves its intent in the bucket: until it is run
+    again, nothing may start pods on the half-restored volumes (checked under the lease, so a
+    restore that is still running is waited for, not refused)."""
+    refuse_while_restoring(mode.store.resolve(spec.scope, spec.name), spec.ref, command)
 
 
 def _refuse_identity_change(store: Any, spec: PostgresSpec) -> None:
@@ -191,10 +200,11 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
 
             try:
                 with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "reconcile"):
+                    _refuse_while_restoring(mode, spec, "reconcile")
                     report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False, progress=progress,
                                        health=tracker)
                     refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
-            except LeaseBusy as exc:
+            except (LeaseBusy, PhysicalError) as exc:
                 if not args.watch:
                     raise
                 env.stderr.write(f"⚠ {spec.ref}: skipped this pass: {exc}\n")
@@ -306,6 +316,7 @@ def _failover_run(args: argparse.Namespace, mode: LocalMode, action: FailoverAct
             _say(env, f"  {stamped}")
 
     with mode.lease(str(spec.ref), args.command):
+        _refuse_while_restoring(mode, spec, args.command)
         message = action(spec, ctx, progress)
         # the writer may have moved: linked apps follow it
         for line in refresh_consumers(mode, spec, network):

@@ -40,7 +40,7 @@ from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 
 #: the longest pause between two probes of a cluster with auto_failover (a quarter of its
 #: failover_timeout when that is shorter)
-PROBE_INTERVAL = 1.0
+PROBE_INTERVAL = 0.5
 
 
 def _say(env: Env, line: str) -> None:

@@ -313,3 +313,109 @@ def test_a_primary_in_recovery_is_not_counted_as_failing(make: Any) -> None:
     observed = _observed(h, pg=PgStatus(in_recovery=True))
     assert primary_problem(d, observed) is None
     assert isinstance(observed.pods[0], PodStatus)
+
+
+# -- the review's scenarios: re-choice after the fence, continuity, live-but-busy primaries ---------
+
+
+def _recorded_failover(h: Watched, to: int, *, synchronous: bool) -> None:
+    """The state right after a FAILOVER step: the intent and the record written, db-0 stopped."""
+    h.fake.kill(h.container(0))
+    record = {"from": 0, "to": to, "problem": "its container is exited", "synchronous": synchronous,
+              "last_lsn": None, "state": "fencing"}
+    h.store.patch(h.scope, h.name, {SWITCHOVER_KEY: str(to), LAST_FAILOVER_KEY: json.dumps(record)})
+
+
+def test_the_target_is_chosen_again_once_the_old_primary_is_stopped(make: Any) -> None:
+    h = make(synchronous=True)
+    h.fake.lag(h.container(2), 0x300)  # chosen before the fence, db-2 has fallen behind db-1 since
+    h.fake.write(h.container(0), 0x1000)
+    h.tick()
+    _recorded_failover(h, 2, synchronous=True)
+    report = h.tick()
+    assert any("db-1 has received 768 bytes more WAL than db-2" in o.detail for o in report.outcomes), report
+    assert h.store.resolve(h.scope, h.name)[SWITCHOVER_KEY] == "1"
+    converged_on(h, 1)
+    record = h.record()
+    assert (record["to"], record["state"], record["lost_bytes"]) == (1, "promoted", 0)
+
+
+def test_synchronous_with_a_silent_standby_at_promote_time_drops_the_switchover(make: Any) -> None:
+    h = make(synchronous=True)
+    _recorded_failover(h, 2, synchronous=True)
+    h.fake.pause(h.container(1))
+    report = h.tick()
+    assert any("db-1 did not answer" in o.detail and "dropped the switchover" in o.detail for o in report.outcomes)
+    assert h.store.resolve(h.scope, h.name).get(SWITCHOVER_KEY, "") == ""
+    assert h.promoted_while == [] and h.record() == {}
+    for _ in range(8):  # the watcher's own decision then refuses (db-1 silent) and starts db-0 again
+        h.tick()
+    assert h.state(0) == "running" and h.primary() == 0, "the old primary, which has everything, is back"
+    assert any("db-1 did not answer" in b for r in h.reports[-8:] for b in r.plan.blocked)
+
+
+def test_an_interrupted_planned_promote_gets_a_clean_fence(make: Any) -> None:
+    h = make(auto_failover=False)
+    h.store.patch(h.scope, h.name, {SWITCHOVER_KEY: "1"})  # promote recorded, killed during its stop
+    h.fake.fail_exec(h.container(0), contains="json_build_object")  # shutting down: does not answer
+    report = reconcile(h.spec(**h.body), h.wctx, wait=False, progress=h.lines.append)
+    fence = next(o.step for o in report.outcomes if o.step.kind.value == "fence")
+    assert fence.ordinal == 0 and fence.data == {"failing": False}
+    assert h.primary() == 1, "then the switchover finished"
+
+
+def test_a_gap_between_failed_probes_restarts_the_count(make: Any) -> None:
+    h = make()
+    d = h.desired(**h.body)
+    tracker = HealthTracker()
+    dead = _observed(h, state="exited", pg=None)
+    tracker.observe(d, dead, now=0, wall=WALL0)
+    later = tracker.observe(d, dead, now=300, wall=WALL0)  # 300 s without a pass (a busy lease)
+    assert (later.failing_for, later.failed_probes) == (0, 1)
+    tracker.forget(str(h.ref))
+    assert tracker.observe(d, dead, now=301, wall=WALL0).failed_probes == 1
+
+
+def test_three_failed_probes_are_needed_whatever_the_time(make: Any) -> None:
+    h = make(failover_timeout="1s")
+    h.fake.kill(h.container(0))
+    h.tick(2.0)
+    h.tick(2.0)  # failing for 2 s > 1 s, but seen twice only
+    assert h.primary() == 0
+    h.tick(2.0)
+    assert h.primary() != 0
+
+
+def test_a_primary_that_replies_with_an_error_is_alive(make: Any) -> None:
+    h = make(failover_timeout="1s")
+    too_many = 'psql: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  sorry, too many clients already'
+    h.fake.fail_exec(h.container(0), contains="json_build_object", output=too_many)
+    for _ in range(6):
+        h.tick()
+    assert h.primary() == 0 and h.promoted_while == []
+    d = h.desired(**h.body)
+    starting = 'psql: error: connection to server at "127.0.0.1", port 5432 failed: FATAL:  the database system is starting up'
+    assert primary_problem(d, _observed(h, pg=None, error=starting)) is not None
+    assert primary_problem(d, _observed(h, pg=None, error=too_many)) is None
+
+
+def test_a_primary_docker_just_restarted_gets_time_to_boot(make: Any) -> None:
+    h = make()
+    d = h.desired(**h.body)
+    tracker = HealthTracker()
+    booting = _observed(h, pg=None, error="Connection refused", started_at=WALL0 - 10)
+    for now in (0, 1, 2, 3, 4, 5):
+        assert tracker.observe(d, booting, now=now, wall=WALL0 + now).problem is None
+    stale = _observed(h, pg=None, error="Connection refused", started_at=WALL0 - 600)
+    assert tracker.observe(d, stale, now=6, wall=WALL0 + 6).problem is not None
+
+
+def test_synchronous_not_yet_in_force_is_treated_as_asynchronous(make: Any) -> None:
+    h = make(synchronous=True, failover_timeout="2s")
+    # the primary runs without synchronous_standby_names (just turned on, or after a restore)
+    h.psql(0, "ALTER SYSTEM RESET synchronous_standby_names")
+    h.psql(0, "SELECT pg_reload_conf()")
+    d = h.desired(**h.body)
+    tracker = HealthTracker()
+    health = tracker.observe(d, h.observe(**h.body), now=0, wall=WALL0)
+    assert health.sync_in_force is False

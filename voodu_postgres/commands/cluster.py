@@ -178,6 +178,19 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
     # the watcher's memory of each primary across passes: how long it has been failing
     tracker = HealthTracker() if args.watch else None
     said: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    due: dict[str, float] = {}  # when each cluster's next pass is (monotonic)
+    if args.watch:
+        # a watcher never queues behind another operation: one busy cluster must not delay the
+        # probes (and failovers) of the others; it skips that cluster this pass instead
+        mode.lock_wait = False
+
+    def period(spec: PostgresSpec) -> float:
+        """A cluster with auto_failover is probed often enough for its failover_timeout to mean
+        something; the others keep the operator's interval."""
+        if not spec.auto_failover:
+            return float(args.interval)
+        return float(min(args.interval, max(0.2, min(PROBE_INTERVAL, spec.failover_timeout / 4))))
 
     def stamp() -> str:
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -190,6 +203,10 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             resources = [r for r in mode.recorded([str(x) for x in recorded])
                          if not args.refs or str(r[0].ref) in args.refs]
         for spec, _body, network in resources:
+            key = str(spec.ref)
+            if args.watch and time.monotonic() < due.get(key, 0.0):
+                continue
+            due[key] = time.monotonic() + period(spec)
             ctx = mode.context(network)
 
             def progress(line: str, ref: Ref = spec.ref) -> None:
@@ -207,14 +224,19 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             except (LeaseBusy, PhysicalError) as exc:
                 if not args.watch:
                     raise
-                env.stderr.write(f"⚠ {spec.ref}: skipped this pass: {exc}\n")
+                assert tracker is not None
+                tracker.forget(key)  # no probe this pass: a count of failures would span the gap
+                if skipped.get(key) != str(exc):  # once per holder, not every half second
+                    env.stderr.write(f"{stamp()} ⚠ {spec.ref}: skipped: {exc}\n")
+                    skipped[key] = str(exc)
                 continue
             except (RuntimeFailure, DockerException, RequestException) as exc:
                 if not args.watch:
                     raise
                 # a watch loop outlives a Docker hiccup: say so and try again next pass
-                env.stderr.write(f"⚠ {spec.ref}: pass failed: {exc}\n")
+                env.stderr.write(f"{stamp()} ⚠ {spec.ref}: pass failed: {exc}\n")
                 continue
+            skipped.pop(key, None)
             reports.append(report)
             if args.output == "text" and args.watch:
                 # a watcher passes every second or so: say what changed, not the same state again
@@ -244,10 +266,8 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             if failed:
                 raise CommandError("; ".join(r.message for r in failed))
             return ExitStatus.OK
-        # a cluster with auto_failover is probed often enough for its failover_timeout to mean
-        # something; the others keep the operator's interval
-        fast = [spec.failover_timeout for spec, _b, _n in resources if spec.auto_failover]
-        time.sleep(min([args.interval, *(max(0.2, min(PROBE_INTERVAL, t / 4)) for t in fast)]))
+        wake = min([due.get(str(spec.ref), 0.0) for spec, _b, _n in resources] or [time.monotonic() + args.interval])
+        time.sleep(max(0.05, wake - time.monotonic()))
 
 
 def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:

@@ -95,8 +95,9 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
                           "max_lag_on_failover": spec.max_lag_on_failover},
         "network": desired.network,
     })
-    failover = {k: v for k, v in last_failover(bucket).items() if k != "epoch"}
-    if failover:
+    record = last_failover(bucket)
+    failover = {k: v for k, v in record.items() if k not in ("epoch", "state", "last_lsn")}
+    if failover and record.get("state", "promoted") == "promoted":  # not one still fencing
         out["last_failover"] = failover
     if consumers:
         out["linked_consumers"] = consumers

@@ -85,7 +85,9 @@ def derive(
         auto_failover=FailoverPolicy(spec.failover_timeout, spec.max_lag_on_failover) if spec.auto_failover
         else None,
         # the cooldown only counts a failover that happened (its target became the primary)
-        last_failover_at=record.get("epoch") if (record := last_failover(bucket)).get("to") == target else None,
+        last_failover_at=record.get("epoch") if (record := last_failover(bucket)).get("to") == target
+        and record.get("state") == "promoted" else None,
+        failover_fencing=record.get("state") == "fencing" and record.get("from") == target,
     )
 
 

@@ -87,7 +87,9 @@ class PrimaryHealth:
 
     failing_for: float = 0.0  # seconds the primary has been failing without a break (0: healthy)
     problem: str | None = None  # what is wrong with it now, for people
+    failed_probes: int = 0  # consecutive observations that found it failing
     last_lsn: int | None = None  # its pg_current_wal_lsn() at the last healthy observation
+    sync_in_force: bool | None = None  # its synchronous_standby_names matched the spec then (None: unknown)
     cooldown_left: float = 0.0  # seconds before another automatic failover is allowed
 
 
@@ -118,6 +120,7 @@ class PodStatus:
     port: int | None = None  # the port the container was created with
     published: str | None = None  # where the host reaches it ("127.0.0.1:49153"), when published
     on_network: bool | None = None  # attached to the cluster network (None: not known)
+    started_at: float | None = None  # epoch seconds Docker last started the container (None: not known)
 
     @property
     def running(self) -> bool:
@@ -177,6 +180,7 @@ class Desired:
     sync_names: str | None = None  # synchronous_standby_names wanted in postgresql.auto.conf
     auto_failover: FailoverPolicy | None = None  # None: a failing primary is reported, never replaced
     last_failover_at: float | None = None  # epoch seconds of the last automatic failover (PG_LAST_FAILOVER)
+    failover_fencing: bool = False  # an automatic failover of this primary is recorded, not yet promoted
 
     def pod(self, ordinal: int) -> PodSpec:
         return self.pods[ordinal]

@@ -137,6 +137,7 @@ def _pod_status(runtime: Runtime, info: ContainerInfo, ordinal: int, desired: De
         port=info.port,
         published=info.published.get(info.port or desired.port),
         on_network=(desired.network in info.networks) if info.networks is not None else None,
+        started_at=info.started_at,
     )
 
 

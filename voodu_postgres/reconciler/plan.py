@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.health import FAILOVER_COOLDOWN
+from voodu_postgres.reconciler.health import FAILOVER_COOLDOWN, MIN_FAILED_PROBES
 from voodu_postgres.reconciler.model import (
     Desired,
     Observed,
@@ -161,6 +161,10 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         elif allowed(pod, "reattach"):
             steps.append(Step(StepKind.RECREATE_POD, ordinal, f"{name} is detached from the cluster network "
                                                               f"{desired.network}: recreate it on it (volume kept)"))
+        elif not pod.exists and allowed(pod, "start"):
+            # its container is gone (removed by hand, or a re-clone failed half way): create it; the
+            # entrypoint refuses data that was last a primary's, and the rewind above follows
+            steps.append(Step(StepKind.CREATE_POD, ordinal, f"{name} (a former primary to rejoin) has no container"))
         elif allowed(pod, "rejoined"):
             steps.append(Step(StepKind.CLEAR_REJOIN, ordinal, f"{name} streams from {desired.app_name(P)} again"))
         elif roles[ordinal] in (PodRole.FENCED, PodRole.REJOINING):
@@ -331,8 +335,11 @@ def _finish_switchover(desired: Desired, observed: Observed, roles: dict[int, Po
         steps.append(Step(StepKind.CLEAR_SWITCHOVER, T, f"the switchover to {new} stopped before {old} was "
                                                        f"fenced: {old} stays the primary"))
     elif allowed(pod_of(desired, observed, P), "fence"):
-        steps.append(Step(StepKind.FENCE, P, f"{old} is failing but not stopped ({pod_of(desired, observed, P).state}): "
-                                             f"stop it before {new} is promoted"))
+        # an automatic failover's old primary is failing: a short stop; an interrupted planned
+        # promote's still gets the clean shutdown that sends every committed write to the standbys
+        steps.append(Step(StepKind.FENCE, P, f"{old} is not stopped ({pod_of(desired, observed, P).state}): "
+                                             f"stop it before {new} is promoted",
+                          data={"failing": desired.failover_fencing}))
     elif allowed(target, "repromote"):
         steps.append(Step(StepKind.PROMOTE, T, f"{old} is fenced (a switchover or failover was interrupted): "
                                               f"promote {new}"))
@@ -366,7 +373,7 @@ def failover_decision(desired: Desired, observed: Observed, roles: dict[int, Pod
         return FailoverDecision(text="", refusal=f"primary {old} is failing for {health.failing_for:.0f}s: "
                                                  f"{health.problem}; auto_failover is off — promote by hand: "
                                                  f"voodu-postgres promote {desired.ref} --replica N --force")
-    if health.failing_for < policy.timeout:
+    if health.failing_for < policy.timeout or health.failed_probes < MIN_FAILED_PROBES:
         return FailoverDecision(text=f"{old} to recover: {health.problem} for {health.failing_for:.1f}s "
                                      f"(failover after {policy.timeout:g}s)")
     if health.cooldown_left > 0:
@@ -388,18 +395,24 @@ def failover_decision(desired: Desired, observed: Observed, roles: dict[int, Pod
     best = max(received, key=lambda o: (received[o], -o))
     reference = max(health.last_lsn or 0, max(received.values()))
     behind = reference - received[best]
-    record: dict[str, Any] = {"from": P, "to": best, "problem": health.problem,
-                              "received_lsn": lsn_text(received[best]), "synchronous": desired.sync_names is not None}
-    if desired.sync_names is not None:
+    # what the primary really ran with: right after `synchronous` is turned on, or after a restore,
+    # synchronous_standby_names is not in force yet, and commits were acknowledged without a standby
+    synchronous = desired.sync_names is not None and health.sync_in_force is not False
+    # the candidate is chosen again once the old primary is stopped (the executor of PROMOTE): a
+    # primary that still ran until the fence may have sent more WAL to another standby
+    record: dict[str, Any] = {"from": P, "to": best, "problem": health.problem, "synchronous": synchronous,
+                              "last_lsn": health.last_lsn, "state": "fencing"}
+    if synchronous:
         # ANY 1 (every standby): each acknowledged commit is on at least one of them, so the one
-        # with the most WAL has them all — provided every one of them answered
-        silent = [o for o in range(desired.replicas) if o != P and o not in received]
+        # with the most WAL has them all — provided every one of them answered (surplus pods a
+        # scale-down has not removed yet are still named by the primary: they count too)
+        named = set(range(desired.replicas)) | {p.ordinal for p in observed.pods if p.exists}
+        silent = sorted(o for o in named if o != P and o not in received and o not in desired.rejoin)
         if silent:
             names = ", ".join(desired.app_name(o) for o in silent)
             return FailoverDecision(text="", refusal=f"{why}; synchronous: {names} did not answer and may hold "
                                                      "acknowledged writes the others lack, so nothing is promoted "
                                                      "(start it, or promote by hand with --force)")
-        record["lost_bytes"] = 0
         return FailoverDecision(
             target=best, record=record,
             text=f"{why}: fence it, promote {desired.app_name(best)} (most WAL: {lsn_text(received[best])}; "
@@ -409,8 +422,9 @@ def failover_decision(desired: Desired, observed: Observed, roles: dict[int, Pod
                                                  f"{behind} bytes behind its last known position, more than "
                                                  f"max_lag_on_failover = {policy.max_lag}: not promoting "
                                                  "automatically (promote by hand with --force)")
-    record["lost_bytes"] = behind
     known = "" if health.last_lsn is not None else " (the watcher never saw it healthy: a lower bound)"
+    if desired.sync_names is not None:
+        known += "; synchronous_standby_names was not in force on it"
     return FailoverDecision(
         target=best, record=record,
         text=f"{why}: fence it, promote {desired.app_name(best)} (received up to {lsn_text(received[best])}; "

@@ -639,6 +639,10 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
             problem("synchronous", "needs replicas >= 2 (a commit must wait for a standby)")
         if spec.auto_failover and spec.replicas < 2:
             problem("auto_failover", "needs replicas >= 2 (there must be a standby to promote)")
+        if spec.auto_failover and spec.passthrough.get("restart") == "always":
+            # Docker would restart a fenced (stopped) old primary when its daemon restarts: two writers
+            problem("auto_failover", 'does not combine with restart = "always" (a fenced primary must stay '
+                                     'stopped; use "unless-stopped", the default)')
     if problems:
         raise SpecError(problems)
     assert spec is not None

@@ -24,14 +24,13 @@ import psycopg
 import pytest
 
 from tests.integration.chaos import spawn
-from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster, eventually
 from tests.integration.load import (
     Sampler,
     Writer,
-    _numbers,
     assert_healed,
     dial,
+    fresh_clusters,
     ids_on,
     kill,
     primary_ordinal,
@@ -45,27 +44,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def make(runtime: DockerRuntime, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
-    made: list[Cluster] = []
-
-    def build(replicas: int, **fields: Any) -> Cluster:
-        n = next(_numbers)
-        work = tmp_path / f"c{n}"
-        work.mkdir()
-        c = Cluster(runtime=runtime, scope=f"af{SESSION}{n}", name="db", home=work / "home", workdir=work,
-                    network=f"vpg-{SESSION}-af{n}", base=fields)
-        made.append(c)
-        c.apply(replicas=replicas).ok()
-        q(c, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
-        return c
-
-    yield build
-    for c in made:
-        c.cli("delete", c.ref, "--prune", "--yes")
-        for net in [n for n in runtime.client.networks.list(names=[c.network]) if n.name == c.network]:
-            try:
-                net.remove()
-            except Exception:
-                pass
+    """Apply a fresh cluster (own scope, network and home); delete --prune it afterwards."""
+    yield from fresh_clusters(runtime, tmp_path, "af")
 
 
 def until(check: Callable[[], Any], timeout: float = 60) -> Any:
@@ -203,12 +183,14 @@ def _fenced_before_promotion(c: Cluster, out: str, old: int, new: int) -> None:
     assert finished_at(c, old) < stamp_of(promote), "promoted before the old primary was stopped"
 
 
-def test_paused_primary_is_fenced_before_anything_is_promoted(make: Callable[..., Cluster]) -> None:
-    c = make(2, auto_failover=True, failover_timeout="2s")
+def _failed_over_after(c: Cluster, fault: Callable[[], None]) -> dict[str, Any]:
+    """Under load and a watcher, apply ``fault`` to db-0; check db-1 took over with db-0 stopped
+    first and no round ever saw two writable pods, and that db-0 follows db-1 afterwards (rewound
+    while stopped; a detached one recreated on the network). The failover record."""
     watcher = Watcher(c)
     writer, sampler = under_load(c, 2)
     try:
-        c.runtime.client.containers.get(c.container(0)).pause()
+        fault()
         new = failed_over(c, 0)
         until(lambda: writer.writers_seen[-1] == new, 30)
         watcher.wait_line(f"✓ promote db-{new}")
@@ -219,27 +201,19 @@ def test_paused_primary_is_fenced_before_anything_is_promoted(make: Callable[...
         out = watcher.stop()
     assert sampler.doubles == []
     _fenced_before_promotion(c, out, 0, new)
-    assert last_failover(c)["problem"].startswith("its container is paused")
+    return last_failover(c)
+
+
+def test_paused_primary_is_fenced_before_anything_is_promoted(make: Callable[..., Cluster]) -> None:
+    c = make(2, auto_failover=True, failover_timeout="2s")
+    record = _failed_over_after(c, c.runtime.client.containers.get(c.container(0)).pause)
+    assert record["problem"].startswith("its container is paused")
 
 
 def test_primary_cut_off_the_network_is_fenced_before_anything_is_promoted(make: Callable[..., Cluster]) -> None:
     c = make(2, auto_failover=True, failover_timeout="2s")
-    watcher = Watcher(c)
-    writer, sampler = under_load(c, 2)
-    try:
-        c.runtime.client.networks.get(c.network).disconnect(c.container(0))
-        new = failed_over(c, 0)
-        until(lambda: writer.writers_seen[-1] == new, 30)
-        watcher.wait_line(f"✓ promote db-{new}")
-        # rewound while stopped, then recreated on the network (volume kept): it streams again
-        assert_healed(c, primary=new, replicas=2, timeout=120)
-    finally:
-        writer.stop()
-        sampler.stop()
-        out = watcher.stop()
-    assert sampler.doubles == []
-    _fenced_before_promotion(c, out, 0, new)
-    assert "detached from the cluster network" in last_failover(c)["problem"]
+    record = _failed_over_after(c, lambda: c.runtime.client.networks.get(c.network).disconnect(c.container(0)))
+    assert "detached from the cluster network" in record["problem"]
 
 
 def test_without_auto_failover_the_watcher_reports_and_promotes_nothing(make: Callable[..., Cluster]) -> None:

@@ -13,7 +13,6 @@ of it."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import signal
@@ -29,6 +28,7 @@ import pytest
 
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
 from tests.integration.helpers_cli import Cluster, eventually
+from tests.tarfiles import tar_bytes
 from voodu_postgres.reconciler.physical_model import INTENT_KEY
 from voodu_postgres.reconciler.runtime import DockerRuntime
 
@@ -69,12 +69,7 @@ def out(c: Cluster, name: str) -> Path:
 
 
 def sql(c: Cluster, *statements: str, ordinal: int = 0) -> list[tuple[Any, ...]]:
-    rows: list[tuple[Any, ...]] = []
-    with c.connect(ordinal, user=USER, dbname=DB) as conn:
-        for statement in statements:
-            cur = conn.execute(statement)
-            rows = cur.fetchall() if cur.description else []
-    return rows
+    return c.statements(*statements, ordinal=ordinal, user=USER, dbname=DB)
 
 
 def helpers_left(c: Cluster) -> list[str]:
@@ -145,19 +140,10 @@ def test_restore_brings_back_the_backed_up_state_on_both_pods(c: Cluster, backup
 
 
 def _tiny_backup(path: Path, *, pg_version: bytes, wal: bool = True) -> Path:
-    def tar_of(files: dict[str, bytes]) -> bytes:
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            for name, data in files.items():
-                info = tarfile.TarInfo(name)
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        return buffer.getvalue()
-
-    members = {"base.tar": tar_of({"PG_VERSION": pg_version, "global/pg_control": b"\0" * 64})}
+    members = {"base.tar": tar_bytes({"PG_VERSION": pg_version, "global/pg_control": b"\0" * 64})}
     if wal:
-        members["pg_wal.tar"] = tar_of({"000000010000000000000001": b"\0" * 64})
-    path.write_bytes(tar_of(members))
+        members["pg_wal.tar"] = tar_bytes({"000000010000000000000001": b"\0" * 64})
+    path.write_bytes(tar_bytes(members))
     return path
 
 

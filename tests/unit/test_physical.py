@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.tarfiles import tar_bytes
 from tests.unit.fake_runtime import FakeRuntime
 from voodu_postgres.cli import main
 from voodu_postgres.commands import cluster
@@ -41,14 +42,6 @@ REF = Ref("shop", "db")
 # -- building backup files ------------------------------------------------------------------------
 
 
-def _tar_bytes(files: Mapping[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def base_tar(pg_version: bytes | None = b"15\n", prefix: str = "") -> bytes:
@@ -56,17 +49,17 @@ def base_tar(pg_version: bytes | None = b"15\n", prefix: str = "") -> bytes:
              f"{prefix}global/pg_control": b"\1" * 64}
     if pg_version is not None:
         files[f"{prefix}PG_VERSION"] = pg_version
-    return _tar_bytes(files)
+    return tar_bytes(files)
 
 
 def wal_tar() -> bytes:
-    return _tar_bytes({"000000010000000000000002": b"\0" * 512})
+    return tar_bytes({"000000010000000000000002": b"\0" * 512})
 
 
 def write_backup(path: Path, members: Mapping[str, bytes] | None = None) -> Path:
     members = members if members is not None else {"base.tar": base_tar(), "pg_wal.tar": wal_tar(),
                                                    "backup_manifest": b"{}"}
-    path.write_bytes(_tar_bytes(members))
+    path.write_bytes(tar_bytes(members))
     return path
 
 
@@ -345,7 +338,7 @@ def test_a_backup_is_one_0600_tar_with_the_parts_and_leaves_nothing_else(tmp_pat
     (BasebackupDocker(parts={"base.tar": base_tar(None), "pg_wal.tar": wal_tar()}), "no PG_VERSION"),
     (BasebackupDocker(parts={"base.tar": b"not a tar" * 100, "pg_wal.tar": wal_tar()}),
      "not a readable backup tar: base.tar: invalid header"),
-    (BasebackupDocker(parts={"base.tar": base_tar(), "pg_wal.tar": _tar_bytes({})}), "holds no WAL"),
+    (BasebackupDocker(parts={"base.tar": base_tar(), "pg_wal.tar": tar_bytes({})}), "holds no WAL"),
 ])
 def test_a_failed_stage_leaves_nothing_at_the_destination_and_no_temp_file(
         tmp_path: Path, docker: BasebackupDocker, message: str) -> None:

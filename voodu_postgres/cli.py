@@ -34,19 +34,21 @@ COMMANDS = ("expand", "validate", "render", "config", "apply", "reconcile", "inf
             "failover", "rejoin", "link", "unlink", "new-password", "expose", "unexpose", "psql", "defaults",
             "help", *("backups", "backups:capture", "backups:logs", "backups:cancel", "backups:delete",
                       "backups:prune", "backups:download", "backups:restore", "backups:verify",
-                      "backups:schedule"))
+                      "backups:schedule"), "backup", "restore")
 _PLUGIN_BACKUPS = ("backups", "backups:capture", "backups:logs", "backups:cancel", "backups:delete", "backups:prune",
                    "backups:download", "backups:restore", "backups:verify", "backups:schedule")
 #: commands that answer under Voodu; the rest manage standalone state and refuse there
 PLUGIN_COMMANDS = frozenset({"expand", "help", "defaults", "info", "link", "unlink", "new-password", "expose",
-                             "unexpose", "psql", *_PLUGIN_BACKUPS})
+                             "unexpose", "psql", "backup", *_PLUGIN_BACKUPS})
 #: what to use instead, under Voodu, of each standalone-only command
 _UNDER_VOODU = {"apply": "vd apply -f voodu.hcl", "reconcile": "Voodu's controller reconciles by itself",
                 "delete": "vd delete <scope>/<name>", "config": "vd config <scope>/<name> …",
                 "validate": "vd diff -f voodu.hcl", "render": "vd diff -f voodu.hcl",
                 "promote": "voodu-postgres promote on the host (standalone)",
                 "failover": "voodu-postgres promote on the host (standalone)",
-                "rejoin": "voodu-postgres rejoin on the host (standalone)"}
+                "rejoin": "voodu-postgres rejoin on the host (standalone)",
+                "restore": ("vd pg:backups:restore (a physical restore replaces every pod's data, and the controller "
+                            "owns the pods: it is standalone-only)")}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -218,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--command", dest="sql", metavar="SQL", help="run one command and exit")
 
     _backup_parsers(sub)
+    _physical_parsers(sub)
 
     p = sub.add_parser("defaults", help="print the default postgres block")
     p.add_argument("-o", "--output", choices=["text", "json"], default="text")
@@ -320,6 +323,39 @@ def _backup_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output", **o)
 
 
+def _physical_parsers(sub: Any) -> None:
+    p = sub.add_parser("backup", help="pg_basebackup the whole cluster into one tar file (base.tar + pg_wal.tar)",
+                       description=(
+                           "pg_basebackup -Ft -X stream (WAL streamed alongside, so the copy is self-consistent) "
+                           "from the primary, or from a running standby with --from-replica N, into ONE tar at "
+                           "PATH holding base.tar, pg_wal.tar and backup_manifest. Written under a temporary name "
+                           "next to PATH, checked, fsynced and renamed last: a failure leaves nothing at PATH. "
+                           "Mode 0600 (it holds password hashes). Restore it with `restore REF --from PATH`."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--destination", required=True, metavar="PATH",
+                   help="the tar file to write (never over an existing file without --force)")
+    p.add_argument("--from-replica", type=int, metavar="N", help="copy running standby N (default: the primary)")
+    p.add_argument("--force", action="store_true", help="replace an existing PATH (atomically, once the backup is good)")
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+    p = sub.add_parser("restore", help="DESTRUCTIVE: replace the whole cluster's data with a `backup` tar",
+                       description=(
+                           "Checks the tar first (base.tar with PG_VERSION, pg_wal.tar, the image's major) and "
+                           "changes nothing if it is wrong. Then, holding the cluster lease and with its intent "
+                           "recorded in the bucket (PG_PHYSICAL_RESTORE: apply and reconcile refuse until it "
+                           "finishes): stops every pod, wipes every data volume, unpacks the tar into the "
+                           "primary's, sets the bucket's passwords on the superuser and replication roles, starts "
+                           "the primary, and lets the reconciler re-clone the standbys. Interrupted, it is "
+                           "finished by running it again. Standalone only."))
+    p.add_argument("ref", metavar="REF")
+    p.add_argument("--from", dest="source", required=True, metavar="PATH", help="a tar written by `backup`")
+    p.add_argument("-y", "--yes", action="store_true", help="confirm (required: every pod's data is replaced)")
+    p.add_argument("--timeout", type=float, default=300.0, metavar="S",
+                   help="seconds to wait for the standbys to re-clone and stream (default 300)")
+    _lock_flags(p)
+    p.add_argument("-o", "--output", choices=["text", "json"], default="text")
+
+
 HELP_TEXT = """\
 voodu-postgres — PostgreSQL clusters on Docker from a `postgres "scope" "name" { … }` block
 
@@ -348,12 +384,14 @@ USAGE
   voodu-postgres backups:restore REF ID --yes   restore into the primary in one transaction
   voodu-postgres backups:verify REF ID          restore into a throw-away server, compare row counts
   voodu-postgres backups:logs|cancel|delete|prune|download …   the rest of the backups suite
+  voodu-postgres backup REF --destination PATH  pg_basebackup of the whole cluster into one tar (--from-replica N)
+  voodu-postgres restore REF --from PATH --yes  DESTRUCTIVE: the whole cluster from such a tar (standalone only)
   voodu-postgres expand                         Voodu plugin hook (JSON on stdin/stdout)
 
 REF is scope/name. `voodu-postgres <command> --help` shows a command's flags.
 As a Voodu plugin: vd plugins:install <this repository>; then `vd pg:<command> …` runs the same
-commands (info, link, unlink, new-password, expose, unexpose, psql, and the backups suite:
-captures run as Voodu jobs; backups:schedule prints the cronjob block to add).
+commands (info, link, unlink, new-password, expose, unexpose, psql, backup, and the backups
+suite: captures run as Voodu jobs; backups:schedule prints the cronjob block to add).
 """
 
 
@@ -514,6 +552,10 @@ def _dispatch(argv: list[str], env: Env) -> int:
                            "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
                            "backups:verify": backups.cmd_verify, "backups:schedule": backups.cmd_schedule}
         return backup_handlers[command](args, mode)
+    if command in ("backup", "restore"):
+        from voodu_postgres.commands import physical
+
+        return physical.cmd_backup(args, mode) if command == "backup" else physical.cmd_restore(args, mode)
 
     from voodu_postgres.commands import cluster  # imports docker lazily: validate/config stay fast
 
@@ -555,6 +597,10 @@ def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
                     "backups:download": backups.cmd_download, "backups:restore": backups.cmd_restore,
                     "backups:verify": backups.cmd_verify, "backups:schedule": backups.cmd_schedule}
         return handlers[args.command](args, mode)
+    if args.command == "backup":
+        from voodu_postgres.commands import physical
+
+        return physical.cmd_backup(args, mode)
     if args.command == "info":
         from voodu_postgres.commands.base import Result
         from voodu_postgres.commands.info import format_info, info_snapshot

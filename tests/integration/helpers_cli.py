@@ -184,6 +184,15 @@ class Cluster:
         with conn:
             yield conn
 
+    def statements(self, *sql: str, ordinal: int = 0, **kwargs: Any) -> list[tuple[Any, ...]]:
+        """Run statements in order on one connection; the rows of the last (none: [])."""
+        rows: list[tuple[Any, ...]] = []
+        with self.connect(ordinal, **kwargs) as conn:
+            for statement in sql:
+                cur = conn.execute(statement)
+                rows = cur.fetchall() if cur.description else []
+        return rows
+
     def query(self, ordinal: int, sql: str, **kwargs: Any) -> list[tuple[Any, ...]]:
         with self.connect(ordinal, **kwargs) as conn:
             return conn.execute(sql).fetchall()

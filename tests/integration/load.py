@@ -11,17 +11,47 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
 
+from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster, Run, eventually
+from voodu_postgres.reconciler.runtime import DockerRuntime
 
 MiB = 1024 * 1024
 _numbers = itertools.count()
 
 # ------------------------------------------------------------------------------------------
 # helpers
+
+
+def fresh_clusters(runtime: DockerRuntime, tmp_path: Path, prefix: str) -> Iterator[Callable[..., Cluster]]:
+    """A fixture body: ``build(replicas, **fields)`` applies a fresh cluster (own scope, network and
+    home, a table ``t``); every one is deleted with ``--prune`` afterwards."""
+    made: list[Cluster] = []
+
+    def build(replicas: int, **fields: Any) -> Cluster:
+        n = next(_numbers)
+        work = tmp_path / f"{prefix}{n}"
+        work.mkdir()
+        c = Cluster(runtime=runtime, scope=f"{prefix}{SESSION}{n}", name="db", home=work / "home", workdir=work,
+                    network=f"vpg-{SESSION}-{prefix}{n}", base=fields)
+        made.append(c)
+        c.apply(replicas=replicas).ok()
+        q(c, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
+        return c
+
+    yield build
+    for c in made:
+        c.cli("delete", c.ref, "--prune", "--yes")
+        for net in [n for n in runtime.client.networks.list(names=[c.network]) if n.name == c.network]:
+            try:
+                net.remove()
+            except Exception:
+                pass  # the session fixture removes labelled leftovers
 
 
 def _port(c: Cluster) -> int:

@@ -27,9 +27,9 @@ from tests.integration.load import (
     MiB,
     Sampler,
     Writer,
-    _numbers,
     assert_healed,
     assert_refused,
+    fresh_clusters,
     ids_on,
     kill,
     one,
@@ -44,27 +44,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def make(runtime: DockerRuntime, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     """Apply a fresh cluster (own scope, network and home); delete --prune it afterwards."""
-    made: list[Cluster] = []
-
-    def build(replicas: int, **fields: Any) -> Cluster:
-        n = next(_numbers)
-        work = tmp_path / f"c{n}"
-        work.mkdir()
-        c = Cluster(runtime=runtime, scope=f"f{SESSION}{n}", name="db", home=work / "home", workdir=work,
-                    network=f"vpg-{SESSION}-f{n}", base=fields)
-        made.append(c)
-        c.apply(replicas=replicas).ok()
-        q(c, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
-        return c
-
-    yield build
-    for c in made:
-        c.cli("delete", c.ref, "--prune", "--yes")
-        for net in [n for n in runtime.client.networks.list(names=[c.network]) if n.name == c.network]:
-            try:
-                net.remove()
-            except Exception:
-                pass  # the session fixture removes labelled leftovers
+    yield from fresh_clusters(runtime, tmp_path, "f")
 
 
 def steps_of(run: Run) -> list[str]:

@@ -280,6 +280,7 @@ class FakeRuntime:
         self._stalled: set[str] = set()
         self._lags: dict[str, int] = {}
         self._disconnected: set[str] = set()
+        self._cut: set[str] = set()  # containers detached from the cluster network
         self._delays: dict[str, tuple[float | None, float | None]] = {}
         self._lock = threading.RLock()
         self._ids = 0
@@ -315,6 +316,7 @@ class FakeRuntime:
         self._stalled.discard(container)
         self._lags.pop(container, None)
         self._disconnected.discard(container)
+        self._cut.discard(container)
 
     def fail_exec(self, container: str, *, contains: str | None = None, times: int | None = None,
                   exit_code: int = 2, output: str | None = None, failure: RuntimeFailure | None = None) -> None:
@@ -340,6 +342,24 @@ class FakeRuntime:
         """This standby's WAL receiver is not connected (a partition): it serves, in recovery, with its
         ``primary_conninfo`` intact, but streams nothing and is not in the primary's pg_stat_replication."""
         self._disconnected.add(container)
+
+    def pause(self, container: str) -> None:
+        """``docker pause``: every process frozen. Exec fails; the container still exists and holds
+        its state, and an unpause resumes it as it was (a hung primary)."""
+        with self._lock:
+            self._settle()
+            self.containers[container].state = "paused"
+
+    def unpause(self, container: str) -> None:
+        with self._lock:
+            self.containers[container].state = "running"
+
+    def cut(self, container: str) -> None:
+        """``docker network disconnect``: the container runs and answers over loopback, but nothing
+        on the cluster network reaches it (its standbys stop streaming from it)."""
+        with self._lock:
+            self._settle()
+            self._cut.add(container)
 
     def kill(self, container: str, exit_code: int = 137) -> None:
         """The container dies at once (SIGKILL, OOM, host crash): ``exited`` with ``exit_code``, no clean
@@ -477,6 +497,7 @@ class FakeRuntime:
             return
         self._stop(container)
         del self.containers[name]
+        self._cut.discard(name)  # a new container of that name is created on the network again
 
     @_api
     def container_state(self, name: str) -> str | None:
@@ -497,6 +518,7 @@ class FakeRuntime:
                 restart_count=c.restart_count, exit_code=c.exit_code,
                 identity={k: c.env[k] for k in ("PG_PORT", "POSTGRES_USER", "POSTGRES_DB") if k in c.env},
                 published=self._published(c),
+                networks=() if c.name in self._cut else (c.pod.network,),
             ))
         return out
 
@@ -687,7 +709,7 @@ class FakeRuntime:
                 or c.name in self._disconnected:
             return None
         source = self._primary_at(c, pg.upstream)
-        if source is None or self._vol(source).timeline < self._vol(c).timeline:
+        if source is None or self._vol(source).timeline < self._vol(c).timeline or {c.name, source.name} & self._cut:
             return None
         return source
 
@@ -888,6 +910,7 @@ class FakeRuntime:
             "sync_auto": vol.auto_conf.get("synchronous_standby_names"),
             "boot_overrides": [],
             "receiver_status": "streaming" if source is not None else None,
+            "received_lsn": fmt_lsn(vol.lsn) if recovery else None,
             "receiver_host": self._host(c, source.ordinal) if source is not None else None,
             "conninfo_host": self._host(c, pg.upstream) if recovery and pg.upstream is not None else None,
             "replicas": replicas,

@@ -340,7 +340,7 @@ def test_planned_switchover_rejoins_the_old_primary_and_leaves_one_writer(h: Har
 
 
 def test_a_transient_psql_failure_while_waiting_for_the_wal_is_retried(h: Harness) -> None:
-    h.fake.fail_exec(h.container(1), contains="pg_last_wal_receive_lsn", times=2)
+    h.fake.fail_exec(h.container(1), contains="SELECT pg_last_wal_receive_lsn()", times=2)
     lines: list[str] = []
     promote(h, lines, target=1)
     waited = [line for line in lines if line.startswith("db-1 has received all WAL of db-0")]
@@ -486,7 +486,7 @@ def test_forced_failover_to_the_most_advanced_standby_needs_no_yes(h: Harness) -
 
 def test_forced_failover_skips_a_standby_whose_position_cannot_be_read(h: Harness) -> None:
     h.fake.kill(h.container(0))
-    h.fake.fail_exec(h.container(2), contains="pg_last_wal_receive_lsn")
+    h.fake.fail_exec(h.container(2), contains="SELECT pg_last_wal_receive_lsn()")
     message = promote(h, target=1, force=True, no_restart=True)
     assert "db-1 had received WAL up to 0/3000060" in message
     assert bucket(h)["PG_PRIMARY_ORDINAL"] == "1" and writable(h) == [1]

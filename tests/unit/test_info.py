@@ -45,3 +45,21 @@ def test_secrets_never_appear_in_any_form() -> None:
 def test_text_lists_every_pod_and_the_consumers() -> None:
     text = format_info(snapshot())
     assert "postgres shop/db" in text and "bootstrapping" in text and "linked consumers (2)" in text
+
+
+def test_the_last_failover_and_the_policy_are_shown() -> None:
+    d = desired_for(replicas=3)
+    spec = load_spec("shop", "db", {"replicas": 3, "auto_failover": True, "failover_timeout": "3s"})
+    record = ('{"at": "2026-12-01T03:12:09Z", "epoch": 1.0, "from": 0, "to": 2, "lost_bytes": 512, '
+              '"problem": "its container is paused", "synchronous": false, "received_lsn": "0/300"}')
+    bucket = {"POSTGRES_PASSWORD": SECRET, "PG_LAST_FAILOVER": record}
+    snap = info_snapshot(Facts(spec, bucket, {}, d, observed(d, a_primary(d))))
+    assert snap["last_failover"] == {"at": "2026-12-01T03:12:09Z", "from": 0, "to": 2, "lost_bytes": 512,
+                                     "problem": "its container is paused", "synchronous": False,
+                                     "received_lsn": "0/300"}
+    text = format_info(snap)
+    assert "auto_failover   on: after 3s of a failing primary" in text
+    assert "2026-12-01T03:12:09Z: pod-0 → pod-2 (its container is paused); lost up to 512 bytes" in text
+    # a hand-broken record is not shown, and does not break info
+    bucket["PG_LAST_FAILOVER"] = "{not json"
+    assert "last_failover" not in info_snapshot(Facts(spec, bucket, {}, d, observed(d, a_primary(d))))

@@ -158,6 +158,41 @@ def test_synchronous_must_be_bool() -> None:
     assert "synchronous: expected true or false" in one_problem({"synchronous": "yes"})
 
 
+def test_auto_failover_defaults_off_with_a_5s_timeout_and_16mb_of_lag() -> None:
+    spec = load({})
+    assert (spec.auto_failover, spec.failover_timeout, spec.max_lag_on_failover) == (False, 5.0, 16 * 1024 * 1024)
+    assert "auto_failover" not in spec.passthrough and "failover_timeout" not in spec.passthrough
+
+
+@pytest.mark.parametrize("raw,seconds", [("5s", 5.0), ("1500ms", 1.5), ("1m", 60.0), (3, 3.0), (2.5, 2.5), ("10", 10.0)])
+def test_failover_timeout_forms(raw: Any, seconds: float) -> None:
+    assert load({"failover_timeout": raw}).failover_timeout == seconds
+
+
+@pytest.mark.parametrize("raw,problem", [("0.5s", "not allowed (must be between 1s and 10m)"),
+                                         ("11m", "not allowed"), ("5 seconds", "expected a duration"),
+                                         (True, "expected a duration"), ("-3s", "expected a duration")])
+def test_failover_timeout_refused(raw: Any, problem: str) -> None:
+    assert "failover_timeout: " in one_problem({"failover_timeout": raw})
+    assert problem in one_problem({"failover_timeout": raw})
+
+
+@pytest.mark.parametrize("raw,size", [("16MB", 16 * 1024 ** 2), ("1kB", 1024), ("0", 0), (4096, 4096), ("2GB", 2 * 1024 ** 3)])
+def test_max_lag_on_failover_forms(raw: Any, size: int) -> None:
+    assert load({"max_lag_on_failover": raw}).max_lag_on_failover == size
+
+
+@pytest.mark.parametrize("raw", ["16 megabytes", -1, "1.5MB", False])
+def test_max_lag_on_failover_refused(raw: Any) -> None:
+    assert "max_lag_on_failover: " in one_problem({"max_lag_on_failover": raw})
+
+
+def test_auto_failover_needs_a_standby_and_a_bool() -> None:
+    assert "auto_failover: needs replicas >= 2" in one_problem({"auto_failover": True})
+    assert "auto_failover: expected true or false" in one_problem({"auto_failover": "on", "replicas": 2})
+    assert load({"auto_failover": True, "replicas": 2}).auto_failover
+
+
 @pytest.mark.parametrize("cpu", ["2", "1.5", "0.25", "500m", "100m", 2])
 def test_cpu_quantities_accepted(cpu: Any) -> None:
     spec = load({"resources": {"limits": {"cpu": cpu}}})

@@ -22,9 +22,11 @@ def pod(ordinal: int = 1, *, state: str = "running", pg: PgStatus | None = None,
 
 
 def view(p: PodStatus, *, primary_ready: bool = True, writable: int = 1, target: int = 0,
-         streaming: bool = True) -> PodView:
+         streaming: bool = True, primary_stopped: bool = False, failover_due: bool = False,
+         switchover: int | None = None) -> PodView:
     return PodView(pod=p, target_primary=target, primary_ready=primary_ready, writable_count=writable,
-                   standbys_streaming=streaming)
+                   standbys_streaming=streaming, primary_stopped=primary_stopped, failover_due=failover_due,
+                   switchover=switchover)
 
 
 @pytest.mark.parametrize("status,target,writable,role", [
@@ -123,7 +125,35 @@ def test_interrupted_switchover_moves() -> None:
     # the old primary still serves: roll back; it is fenced: promote again
     assert PodMachine(PodRole.PROMOTING).may("abandon", view(promoting, primary_ready=True))
     assert not PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=True))
-    assert PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=False, writable=0))
+    assert PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=False, writable=0,
+                                                               primary_stopped=True))
+    # not while the old primary's container can still run (hung, paused, restarting): fence it first
+    assert not PodMachine(PodRole.PROMOTING).may("repromote", view(promoting, primary_ready=False, writable=0))
     promoted = pod(1, pg=PgStatus(in_recovery=False))
     assert PodMachine(PodRole.PROMOTING).may("promoted", view(promoted, primary_ready=False))
     assert not PodMachine(PodRole.PROMOTING).may("abandon", view(promoted, primary_ready=True))
+
+
+def test_a_paused_or_restarting_old_primary_is_not_fenced_until_stopped() -> None:
+    for state in ("paused", "restarting"):
+        old = pod(0, state=state)
+        assert classify(old, target_primary=0, writable_count=0, switchover=1) is PodRole.DOWN
+        machine = PodMachine(PodRole.DOWN)
+        assert machine.may("fence", view(old, switchover=1, primary_ready=False))
+        assert not machine.may("fence", view(old, primary_ready=False)), "no switchover recorded: no fence"
+    hung = pod(0)  # running, Postgres not answering
+    assert PodMachine(PodRole.PENDING).may("fence", view(hung, switchover=1, primary_ready=False))
+    stopped = pod(0, state="exited")
+    assert classify(stopped, target_primary=0, writable_count=0, switchover=1) is PodRole.FENCED
+
+
+def test_fail_over_needs_the_decision_and_only_fences_the_primary() -> None:
+    for role, status in ((PodRole.PRIMARY, pod(0, pg=PgStatus(in_recovery=False))), (PodRole.PENDING, pod(0)),
+                         (PodRole.DOWN, pod(0, state="exited"))):
+        assert PodMachine(role).may("fail_over", view(status, failover_due=True))
+        assert not PodMachine(role).may("fail_over", view(status, failover_due=False))
+    standby = pod(1, pg=PgStatus(in_recovery=True))
+    assert not PodMachine(PodRole.STANDBY).may("fail_over", view(standby, failover_due=True))
+    machine = PodMachine(PodRole.PRIMARY)
+    machine.fire("fail_over", view(pod(0, pg=PgStatus(in_recovery=False)), failover_due=True))
+    assert machine.role is PodRole.FENCED

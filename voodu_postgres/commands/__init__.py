@@ -10,6 +10,7 @@ controller's envelope.
   :mod:`.info`, :mod:`.facts`, :mod:`.base` — an import-linter contract keeps Docker, SQL and
   subprocess out of them;
 * orchestration with effects: :mod:`.credentials` (new-password), :mod:`.cluster` (apply,
-  reconcile, delete, promote, rejoin), :mod:`.files` (validate, render, expand, config);
+  reconcile, delete, promote, rejoin), :mod:`.files` (validate, render, expand, config),
+  :mod:`.physical` (the physical ``backup``/``restore`` pair);
 * the modes: :mod:`.mode` (the protocol), :mod:`.local`, :mod:`.plugin`, :mod:`.controller`.
 """

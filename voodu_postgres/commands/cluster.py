@@ -15,6 +15,7 @@ import shutil
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
 from docker.errors import DockerException
@@ -27,13 +28,19 @@ from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.commands.mode import refreshed_consumers
 from voodu_postgres.errors import CommandError, UsageError, VooduError
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
+from voodu_postgres.reconciler.health import HealthTracker
 from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.observe import resource_labels
+from voodu_postgres.reconciler.physical_model import PhysicalError, refuse_while_restoring
 from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.reconciler.runtime import RuntimeFailure
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
+
+#: the longest pause between two probes of a cluster with auto_failover (a quarter of its
+#: failover_timeout when that is shorter)
+PROBE_INTERVAL = 0.5
 
 
 def _say(env: Env, line: str) -> None:
@@ -113,6 +120,7 @@ def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
         text = args.output == "text"
         # a dry run reads only: it takes no lease
         with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "apply"):
+            _refuse_while_restoring(mode, spec, "apply")
             report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
                                timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
                                (lambda _line: None))
@@ -130,6 +138,13 @@ def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
         raise CommandError("; ".join(r.message for r in reports if r.plan.blocked or
                                      any(not o.ok for o in r.outcomes)))
     return ExitStatus.OK
+
+
+def _refuse_while_restoring(mode: LocalMode, spec: PostgresSpec, command: str) -> None:
+    """A physical restore that did not finish leaves its intent in the bucket: until it is run
+    again, nothing may start pods on the half-restored volumes (checked under the lease, so a
+    restore that is still running is waited for, not refused)."""
+    refuse_while_restoring(mode.store.resolve(spec.scope, spec.name), spec.ref, command)
 
 
 def _refuse_identity_change(store: Any, spec: PostgresSpec) -> None:
@@ -160,6 +175,26 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
     if not resources:
         _say(env, "no applied clusters on this host")
         return ExitStatus.OK
+    # the watcher's memory of each primary across passes: how long it has been failing
+    tracker = HealthTracker() if args.watch else None
+    said: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    due: dict[str, float] = {}  # when each cluster's next pass is (monotonic)
+    if args.watch:
+        # a watcher never queues behind another operation: one busy cluster must not delay the
+        # probes (and failovers) of the others; it skips that cluster this pass instead
+        mode.lock_wait = False
+
+    def period(spec: PostgresSpec) -> float:
+        """A cluster with auto_failover is probed often enough for its failover_timeout to mean
+        something; the others keep the operator's interval."""
+        if not spec.auto_failover:
+            return float(args.interval)
+        return float(min(args.interval, max(0.2, min(PROBE_INTERVAL, spec.failover_timeout / 4))))
+
+    def stamp() -> str:
+        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
     while True:
         reports = []
         if args.watch:
@@ -168,26 +203,49 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             resources = [r for r in mode.recorded([str(x) for x in recorded])
                          if not args.refs or str(r[0].ref) in args.refs]
         for spec, _body, network in resources:
+            key = str(spec.ref)
+            if args.watch and time.monotonic() < due.get(key, 0.0):
+                continue
+            due[key] = time.monotonic() + period(spec)
             ctx = mode.context(network)
+
+            def progress(line: str, ref: Ref = spec.ref) -> None:
+                if args.output != "text":
+                    return
+                # watching: one timestamped line per action
+                _say(env, f"{stamp()} {ref}: {line}" if args.watch else f"  {line}")
+
             try:
                 with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "reconcile"):
-                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False,
-                                       progress=(lambda line: _say(env, f"  {line}")) if args.output == "text"
-                                       else (lambda _line: None))
+                    _refuse_while_restoring(mode, spec, "reconcile")
+                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False, progress=progress,
+                                       health=tracker)
                     refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
-            except LeaseBusy as exc:
+            except (LeaseBusy, PhysicalError) as exc:
                 if not args.watch:
                     raise
-                env.stderr.write(f"⚠ {spec.ref}: skipped this pass: {exc}\n")
+                assert tracker is not None
+                tracker.forget(key)  # no probe this pass: a count of failures would span the gap
+                if skipped.get(key) != str(exc):  # once per holder, not every half second
+                    env.stderr.write(f"{stamp()} ⚠ {spec.ref}: skipped: {exc}\n")
+                    skipped[key] = str(exc)
                 continue
             except (RuntimeFailure, DockerException, RequestException) as exc:
                 if not args.watch:
                     raise
                 # a watch loop outlives a Docker hiccup: say so and try again next pass
-                env.stderr.write(f"⚠ {spec.ref}: pass failed: {exc}\n")
+                env.stderr.write(f"{stamp()} ⚠ {spec.ref}: pass failed: {exc}\n")
                 continue
+            skipped.pop(key, None)
             reports.append(report)
-            if args.output == "text":
+            if args.output == "text" and args.watch:
+                # a watcher passes every second or so: say what changed, not the same state again
+                if said.get(report.ref) != report.message:
+                    _say(env, f"{stamp()} {report.message}")
+                    said[report.ref] = report.message
+                for line in refreshed:
+                    _say(env, f"{stamp()} {spec.ref}: {line}")
+            elif args.output == "text":
                 _print_report(env, report, dry_run=args.dry_run)
                 for line in refreshed:
                     _say(env, f"  {line}")
@@ -200,7 +258,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                     env.stderr.write(f"⚠ {spec.ref}: scheduled backup: {exc}\n")
                     started = None
                 if started and args.output == "text":
-                    _say(env, f"  {started}")
+                    _say(env, f"{stamp()} {spec.ref}: {started}")
         if args.output == "json":
             env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
         if not args.watch:
@@ -208,7 +266,8 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
             if failed:
                 raise CommandError("; ".join(r.message for r in failed))
             return ExitStatus.OK
-        time.sleep(args.interval)
+        wake = min([due.get(str(spec.ref), 0.0) for spec, _b, _n in resources] or [time.monotonic() + args.interval])
+        time.sleep(max(0.05, wake - time.monotonic()))
 
 
 def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:
@@ -277,6 +336,7 @@ def _failover_run(args: argparse.Namespace, mode: LocalMode, action: FailoverAct
             _say(env, f"  {stamped}")
 
     with mode.lease(str(spec.ref), args.command):
+        _refuse_while_restoring(mode, spec, args.command)
         message = action(spec, ctx, progress)
         # the writer may have moved: linked apps follow it
         for line in refresh_consumers(mode, spec, network):

@@ -20,6 +20,7 @@ from rich.table import Table
 from voodu_postgres.commands.backup_model import rfc3339
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.commands.schedule import ScheduleError, next_fire, schedule_from_bucket
+from voodu_postgres.reconciler.desired import last_failover
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
@@ -90,8 +91,14 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
         "bind_address": "0.0.0.0 (every interface)" if exposed
         else "127.0.0.1 (loopback only — voodu-postgres expose publishes it)",
         "synchronous": spec.synchronous,
+        "auto_failover": {"enabled": spec.auto_failover, "failover_timeout_s": spec.failover_timeout,
+                          "max_lag_on_failover": spec.max_lag_on_failover},
         "network": desired.network,
     })
+    record = last_failover(bucket)
+    failover = {k: v for k, v in record.items() if k not in ("epoch", "state", "last_lsn")}
+    if failover and record.get("state", "promoted") == "promoted":  # not one still fencing
+        out["last_failover"] = failover
     if consumers:
         out["linked_consumers"] = consumers
     if desired.switchover is not None:
@@ -141,6 +148,15 @@ def format_info(snap: dict[str, Any]) -> str:
     for key in snap.get("interrupted_rotations", []):
         flag = " --replication" if key == REPLICATION_PASSWORD_KEY else ""
         row("⚠ rotation", f"{key} rotation was interrupted; finish it: voodu-postgres new-password {snap['ref']}{flag}")
+    auto = snap.get("auto_failover") or {}
+    if auto.get("enabled"):
+        row("auto_failover", f"on: after {auto['failover_timeout_s']:g}s of a failing primary "
+                             f"(async standbys at most {auto['max_lag_on_failover']} bytes behind)")
+    last = snap.get("last_failover")
+    if last:
+        lost = "none (synchronous)" if last.get("synchronous") else f"up to {last.get('lost_bytes', '?')} bytes"
+        row("last failover", f"{last.get('at', '?')}: pod-{last.get('from', '?')} → pod-{last.get('to', '?')} "
+                             f"({last.get('problem', '?')}); lost {lost}")
     backup = snap.get("backup_schedule")
     if backup is not None:
         if "error" in backup:

@@ -26,6 +26,7 @@ from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.lease import cluster_lease
 from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
+from voodu_postgres.reconciler.physical_model import refuse_while_restoring
 from voodu_postgres.reconciler.runtime import DockerRuntime, run_attached
 from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.store import SqliteStore
@@ -142,6 +143,8 @@ class LocalMode:
         from voodu_postgres.reconciler.loop import reconcile
 
         spec, _body, network = self.recorded([str(ref)])[0]
+        # expose/unexpose re-apply the statefulset: not onto volumes a restore left half-done
+        refuse_while_restoring(self.store.resolve(spec.scope, spec.name), spec.ref, "re-applying the pods")
         report = reconcile(spec, self.context(network), wait=True, timeout=300, progress=progress)
         if not report.converged:
             raise CommandError(report.message)

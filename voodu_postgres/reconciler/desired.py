@@ -11,12 +11,21 @@ env, resources, the wrapper script — is in the hash, so a change there recreat
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
-from voodu_postgres.reconciler.expand import REJOIN_KEY, SWITCHOVER_KEY, expand, ordinals, primary_ordinal
-from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.reconciler.expand import (
+    LAST_FAILOVER_KEY,
+    REJOIN_KEY,
+    SWITCHOVER_KEY,
+    expand,
+    ordinals,
+    primary_ordinal,
+)
+from voodu_postgres.reconciler.model import Desired, FailoverPolicy
 from voodu_postgres.reconciler.podspec import PodSpec, build_pod
 from voodu_postgres.reconciler.spec import PostgresSpec
 
@@ -73,7 +82,28 @@ def derive(
         switchover=int(switchover) if (switchover.isascii() and switchover.isdigit()) else None,
         rejoin=ordinals(bucket.get(REJOIN_KEY, "")) - {target},
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
+        auto_failover=FailoverPolicy(spec.failover_timeout, spec.max_lag_on_failover) if spec.auto_failover
+        else None,
+        # the cooldown only counts a failover that happened (its target became the primary)
+        last_failover_at=record.get("epoch") if (record := last_failover(bucket)).get("to") == target
+        and record.get("state") == "promoted" else None,
+        failover_fencing=record.get("state") == "fencing" and record.get("from") == target,
     )
+
+
+def last_failover(bucket: Mapping[str, str]) -> dict[str, Any]:
+    """The record of the last automatic failover (``PG_LAST_FAILOVER``), or {} when there is none
+    or it cannot be read (a hand-edited bucket must not stop the reconciler)."""
+    try:
+        record = json.loads(bucket.get(LAST_FAILOVER_KEY, "") or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(record, dict):
+        return {}
+    epoch = record.get("epoch")
+    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
+        record.pop("epoch", None)
+    return record
 
 
 def _own_host_port(pod: PodSpec) -> PodSpec:

@@ -8,6 +8,7 @@ must not stall the cluster), and the loop re-observes afterwards anyway.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from pathlib import Path
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from voodu_postgres.reconciler import repair
-from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
-from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind
+from voodu_postgres.reconciler.desired import OVERRIDES_KEY, last_failover
+from voodu_postgres.reconciler.expand import LAST_FAILOVER_KEY, SWITCHOVER_KEY
+from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind, lsn_text
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
 from voodu_postgres.reconciler.podspec import PodSpec
 from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_assets
@@ -50,10 +51,11 @@ class Records:
     write: Callable[[Mapping[str, str]], None]
     replication_user: str
     extra_labels: Mapping[str, str] = field(default_factory=dict)
+    wall: Callable[[], float] = time.time  # epoch seconds, for the failover record
 
 
-REPAIR_KINDS = frozenset({StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER, StepKind.FENCE,
-                          StepKind.REJOIN, StepKind.CLEAR_REJOIN, StepKind.REPOINT})
+REPAIR_KINDS = frozenset({StepKind.FAILOVER, StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER,
+                          StepKind.FENCE, StepKind.REJOIN, StepKind.CLEAR_REJOIN, StepKind.REPOINT})
 
 
 def execute(
@@ -92,16 +94,30 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     if records is None:
         raise RuntimeFailure(f"{step.kind.value} {name} needs the state store")
     if step.kind is StepKind.PROMOTE:
-        return repair.promote_pod(runtime, desired, ordinal)
+        note = _check_target(desired, runtime, records, ordinal)
+        return repair.promote_pod(runtime, desired, ordinal) + note
     if step.kind is StepKind.RECORD_PRIMARY:
         records.write(repair.flip(records.read(), ordinal, desired.target_primary))
         return f"recorded {name} as the primary; {desired.app_name(desired.target_primary)} will rejoin it"
     if step.kind is StepKind.CLEAR_SWITCHOVER:
-        records.write({SWITCHOVER_KEY: ""})
+        # an automatic failover that never got past its fence did not happen: no record of it
+        fencing = last_failover(records.read()).get("state") == "fencing"
+        records.write({SWITCHOVER_KEY: "", **({LAST_FAILOVER_KEY: ""} if fencing else {})})
         return f"dropped the unfinished switchover to {name}"
+    if step.kind is StepKind.FENCE and ordinal == desired.target_primary:
+        # the old primary of an unfinished switchover or failover, not stopped: a failing one gets
+        # a short stop, a planned promote's the clean shutdown
+        return repair.fence_failing(runtime, desired, ordinal, timeout=repair.FAILING_FENCE_TIMEOUT
+                                    if step.data.get("failing") else repair.STOP_TIMEOUT)
     if step.kind is StepKind.FENCE:
         code = repair.fence(runtime, desired, ordinal)
         return f"fenced {name} (stopped, exit code {code})"
+    if step.kind is StepKind.FAILOVER:
+        # the intent and the record first (one write): killed after it, the next pass finishes
+        # the failover from PG_SWITCHOVER_TO; then the fence, before anything is promoted
+        records.write({SWITCHOVER_KEY: str(ordinal), LAST_FAILOVER_KEY: json.dumps(dict(step.data), sort_keys=True)})
+        fenced = repair.fence_failing(runtime, desired, desired.target_primary)
+        return f"{step.reason} — {fenced}; recorded the failover to {name} (it is promoted next)"
     if step.kind is StepKind.REJOIN:
         records.write(repair.mark_rejoin(records.read(), ordinal))
         return repair.rejoin_pod(runtime, desired, ordinal, replication_user=records.replication_user,
@@ -112,6 +128,55 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     if step.kind is StepKind.REPOINT:
         return repair.repoint(runtime, desired, ordinal)
     raise AssertionError(f"unhandled step {step.kind}")  # pragma: no cover
+
+
+def _check_target(desired: Desired, runtime: Runtime, records: Records, target: int) -> str:
+    """Before ``pg_promote()`` of a switchover target, with the old primary stopped (the planner
+    only promotes then): every standby's received WAL is final now, so measure it again.
+
+    A primary that ran until its fence may have sent more WAL to another standby than to the
+    target chosen before it (with ``ANY 1`` those bytes hold acknowledged commits): then the intent
+    moves to that standby and this pass ends, so the planner promotes it. With ``synchronous``, a
+    silent standby may hold acknowledged commits nobody else has: the switchover is dropped (the
+    old primary, which has them all, is started again) rather than lose them. An automatic
+    failover's record gets what the promoted standby had: its LSN and how much less than the old
+    primary's last known position."""
+    P = desired.target_primary
+    standbys = [o for o in range(desired.replicas) if o != P and o not in desired.rejoin]
+    received = repair.received_positions(runtime, desired, standbys)
+    answering = {o: v for o, v in received.items() if v is not None}
+    if target not in answering:
+        raise RuntimeFailure(f"{desired.app_name(target)} does not report its received WAL", transient=True)
+    bucket = records.read()
+    record = last_failover(bucket)
+    automatic = record.get("state") == "fencing" and record.get("from") == P
+    silent = [o for o in standbys if o not in answering]
+    synchronous = desired.sync_names is not None and (record.get("synchronous", True) if automatic else True)
+    if synchronous and silent:
+        names = ", ".join(desired.app_name(o) for o in silent)
+        records.write({SWITCHOVER_KEY: "", **({LAST_FAILOVER_KEY: ""} if automatic else {})})
+        raise RuntimeFailure(f"not promoting {desired.app_name(target)}: {names} did not answer and may hold "
+                             f"acknowledged writes (synchronous); dropped the switchover — "
+                             f"{desired.app_name(P)} is started again")
+    best = max(answering, key=lambda o: (answering[o], -o))
+    if answering[best] > answering[target]:
+        records.write({SWITCHOVER_KEY: str(best),
+                       **({LAST_FAILOVER_KEY: json.dumps({**record, "to": best}, sort_keys=True)} if automatic else {})})
+        raise RuntimeFailure(f"{desired.app_name(best)} has received {answering[best] - answering[target]} bytes "
+                             f"more WAL than {desired.app_name(target)} since the choice: the switchover now "
+                             f"targets {desired.app_name(best)}")
+    if not automatic:
+        return ""
+    top = max([record.get("last_lsn") or 0, *answering.values()])
+    lost = 0 if record.get("synchronous") else top - answering[target]
+    now = records.wall()
+    records.write({LAST_FAILOVER_KEY: json.dumps({
+        **record, "to": target, "received_lsn": lsn_text(answering[target]), "lost_bytes": lost,
+        "state": "promoted", "epoch": round(now, 3), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))},
+        sort_keys=True)})
+    return (" (synchronous: no acknowledged write lost)" if record.get("synchronous") else
+            f" (received up to {lsn_text(answering[target])}: {lost} bytes behind the old primary's last known "
+            "position are lost)")
 
 
 def _read(path: Path) -> str | None:
@@ -234,7 +299,8 @@ def _reload_config(desired: Desired, runtime: Runtime, assets_dir: Path, previou
 def _psql(runtime: Runtime, desired: Desired, pod: PodSpec, sql: str) -> tuple[str, str | None]:
     """Run one statement in a pod: (output, None), or ("", why it failed)."""
     try:
-        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database, sql))
+        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database, sql),
+                              env={"PGCONNECT_TIMEOUT": "5"})  # a hung server must not hang the pass
     except RuntimeFailure as exc:
         return "", str(exc)
     if result.exit_code != 0:

@@ -39,6 +39,7 @@ PRIMARY_ORDINAL_KEY = "PG_PRIMARY_ORDINAL"
 EXPOSE_KEY = "PG_EXPOSE_PUBLIC"
 LINKED_CONSUMERS_KEY = "POSTGRES_LINKED_CONSUMERS"
 SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # a promote's target, recorded before it fences the primary
+LAST_FAILOVER_KEY = "PG_LAST_FAILOVER"  # JSON: the last automatic failover (when, from, to, what it may lose)
 REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
 BACKUP_KEEP_KEY = "BACKUP_KEEP"
 DEFAULT_BACKUP_KEEP = "30"

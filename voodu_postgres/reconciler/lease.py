@@ -1,8 +1,9 @@
 """One mutating operation per cluster at a time: a lease kept in the state store.
 
-``apply``, each ``reconcile`` pass, ``promote``, ``rejoin``, ``delete``, ``new-password`` and
-``expose``/``unexpose`` hold the cluster's lease while they work; a second one waits (saying who
-holds it) up to ``--lock-timeout``, or with ``--no-wait`` fails at once naming the holder.
+``apply``, each ``reconcile`` pass, ``promote``, ``rejoin``, ``delete``, ``new-password``,
+``expose``/``unexpose`` and the physical ``restore`` hold the cluster's lease while they work; a
+second one waits (saying who holds it) up to ``--lock-timeout``, or with ``--no-wait`` fails at
+once naming the holder.
 Read-only commands take none.
 
 Nothing can wedge a cluster: the holder renews the lease from a background thread while it works

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,8 @@ from voodu_postgres.reconciler.actions import Action
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import Records, default_retrying, execute
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, PRIMARY_ORDINAL_KEY, expand
-from voodu_postgres.reconciler.model import Desired, Outcome, Plan
+from voodu_postgres.reconciler.health import HealthTracker
+from voodu_postgres.reconciler.model import Desired, Outcome, Plan, StepKind
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
 from voodu_postgres.reconciler.runtime import Runtime, write_state
@@ -30,6 +31,13 @@ from voodu_postgres.reconciler.store import Store
 from voodu_postgres.states.pod import PodRole
 
 Progress = Callable[[str], None]
+
+
+#: steps after which the primary is being replaced: the next pass follows at once
+_FAILOVER_CHAIN = frozenset({StepKind.FAILOVER, StepKind.FENCE, StepKind.PROMOTE, StepKind.RECORD_PRIMARY})
+_MAX_URGENT_PASSES = 8
+#: steps that (re)boot the primary: it gets a grace period before "not answering" counts
+_BOOTS_PRIMARY = frozenset({StepKind.START_POD, StepKind.CREATE_POD, StepKind.RESTART_POD, StepKind.RECREATE_POD})
 
 
 class ConvergeTimeout(VooduError, RuntimeError):
@@ -56,6 +64,7 @@ class Context:
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time  # epoch seconds (the failover record's timestamps)
 
 
 def seed_actions(spec: PostgresSpec, bucket: Mapping[str, str]) -> list[Action]:
@@ -80,8 +89,14 @@ def reconcile(
     wait: bool = True,
     timeout: float = 300.0,
     progress: Progress = lambda _line: None,
+    health: HealthTracker | None = None,
 ) -> Report:
-    """Converge one resource. ``dry_run`` computes the plan and changes nothing at all."""
+    """Converge one resource. ``dry_run`` computes the plan and changes nothing at all.
+
+    ``health`` is a watcher's memory of the primary across passes (``reconcile --watch``): with
+    it, a failing primary is reported and, with ``auto_failover``, failed over. Without ``wait``,
+    one pass — plus the immediately following passes of a failover in flight (fence → promote →
+    record), so the new primary takes writes without waiting for the next watch interval."""
     ref = spec.ref
     bucket = ctx.store.resolve(spec.scope, spec.name)
     seeds = seed_actions(spec, bucket)
@@ -119,18 +134,23 @@ def reconcile(
     previous: dict[int, PodRole] = {}
     outcomes: list[Outcome] = []
     passes = 0
+    urgent = 0
+
     def write_records(kv: Mapping[str, str]) -> None:
         ctx.store.patch(spec.scope, spec.name, kv)
         if PRIMARY_ORDINAL_KEY in kv:
             write_state(state_dir, {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
 
     records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=write_records,
-                      replication_user=spec.replication_user, extra_labels=ctx.extra_labels)
+                      replication_user=spec.replication_user, extra_labels=ctx.extra_labels, wall=ctx.wall)
     while True:
         passes += 1
         if passes > 1:
             desired = current_desired()
         observed = snapshot(ctx.runtime, desired, assets_dir)
+        if health is not None:
+            observed = replace(observed, health=health.observe(
+                desired, observed, now=ctx.clock(), wall=ctx.wall(), last_failover_at=desired.last_failover_at))
         roles = {o: r for o, r in roles_of(desired, observed).items() if pod_of(desired, observed, o).exists}
         for ordinal, role in roles.items():
             before = previous.get(ordinal)
@@ -150,6 +170,13 @@ def reconcile(
                          f" — {outcome.detail}")
             outcomes.extend(results)
             failed = [o for o in results if not o.ok]
+            if health is not None and any(o.ok and o.step.ordinal == desired.target_primary
+                                          and o.step.kind in _BOOTS_PRIMARY for o in results):
+                health.restarted(desired, ctx.clock())
+            in_flight = not failed and any(o.step.kind in _FAILOVER_CHAIN for o in results)
+            if in_flight and urgent < _MAX_URGENT_PASSES:
+                urgent += 1
+                continue
             if not wait or any(not o.retryable for o in failed):
                 # a permanent failure (missing image, bad config…) won't fix itself: stop and say so
                 message = f"{ref}: {failed[0].step}: {failed[0].detail}" if failed else current.message

@@ -1,13 +1,15 @@
 """The reconciler's vocabulary: observed state, desired state, plans, outcomes, reports.
 
 All frozen dataclasses. Observation is rebuilt from scratch on every pass (nothing here is
-remembered truth), and the planner is a pure function from (Desired, Observed) to a Plan.
+remembered truth — except ``Observed.health``, the watcher's count of how long the primary has
+been failing), and the planner is a pure function from (Desired, Observed) to a Plan.
 
 Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -52,10 +54,52 @@ class PgStatus:
     replicas: tuple[Replica, ...] = ()  # primary: pg_stat_replication
     sync_auto: str | None = None  # synchronous_standby_names as set in postgresql.auto.conf
     boot_overrides: tuple[str, ...] = ()  # settings the entrypoint raised for this boot only
+    received_lsn: str | None = None  # standby: pg_last_wal_receive_lsn() (received and flushed)
 
     @property
     def pending_restart(self) -> int:
         return len(self.pending)
+
+
+#: Docker states in which a container runs nothing and will not run again by itself
+STOPPED_STATES = frozenset({"exited", "created", "dead"})
+
+
+def lsn_value(text: str | None) -> int | None:
+    """``"0/3000148"`` → its byte position; None for None or text that is not an LSN."""
+    if not text:
+        return None
+    high, sep, low = text.strip().partition("/")
+    try:
+        return (int(high, 16) << 32) + int(low, 16) if sep else None
+    except ValueError:
+        return None
+
+
+def lsn_text(value: int | None) -> str:
+    return "an unknown point" if value is None else f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
+
+
+@dataclass(frozen=True)
+class PrimaryHealth:
+    """What a watcher has seen of the primary *across* passes (``reconcile --watch``); one pass
+    alone cannot tell a failure from a slow answer. The default is "nothing known": no failover."""
+
+    failing_for: float = 0.0  # seconds the primary has been failing without a break (0: healthy)
+    problem: str | None = None  # what is wrong with it now, for people
+    failed_probes: int = 0  # consecutive observations that found it failing
+    last_lsn: int | None = None  # its pg_current_wal_lsn() at the last healthy observation
+    sync_in_force: bool | None = None  # its synchronous_standby_names matched the spec then (None: unknown)
+    cooldown_left: float = 0.0  # seconds before another automatic failover is allowed
+
+
+@dataclass(frozen=True)
+class FailoverPolicy:
+    """``auto_failover = true``: after ``timeout`` seconds of a failing primary, fence it and promote
+    the best standby if it is at most ``max_lag`` bytes behind (async) / was synchronous."""
+
+    timeout: float
+    max_lag: int
 
 
 @dataclass(frozen=True)
@@ -75,10 +119,17 @@ class PodStatus:
     volume_exists: bool = False
     port: int | None = None  # the port the container was created with
     published: str | None = None  # where the host reaches it ("127.0.0.1:49153"), when published
+    on_network: bool | None = None  # attached to the cluster network (None: not known)
+    started_at: float | None = None  # epoch seconds Docker last started the container (None: not known)
 
     @property
     def running(self) -> bool:
         return self.state == "running"
+
+    @property
+    def stopped(self) -> bool:
+        """The container exists and no process of it can run (a paused or restarting one can)."""
+        return self.exists and self.state in STOPPED_STATES
 
     @property
     def reachable(self) -> bool:
@@ -95,6 +146,7 @@ class Observed:
     pods: tuple[PodStatus, ...]  # every ordinal that has a container or a data volume, ascending
     network_exists: bool = True
     asset_digests: dict[str, str] = field(default_factory=dict)  # asset files on disk now
+    health: PrimaryHealth = field(default_factory=PrimaryHealth)  # the watcher's memory of the primary
 
     def pod(self, ordinal: int) -> PodStatus | None:
         return next((p for p in self.pods if p.ordinal == ordinal), None)
@@ -126,6 +178,9 @@ class Desired:
     switchover: int | None = None  # a promote to this ordinal was recorded and has not finished
     rejoin: frozenset[int] = frozenset()  # former primaries recorded as needing a rejoin (PG_REJOIN)
     sync_names: str | None = None  # synchronous_standby_names wanted in postgresql.auto.conf
+    auto_failover: FailoverPolicy | None = None  # None: a failing primary is reported, never replaced
+    last_failover_at: float | None = None  # epoch seconds of the last automatic failover (PG_LAST_FAILOVER)
+    failover_fencing: bool = False  # an automatic failover of this primary is recorded, not yet promoted
 
     def pod(self, ordinal: int) -> PodSpec:
         return self.pods[ordinal]
@@ -160,6 +215,7 @@ class StepKind(StrEnum):
     REJOIN = "rejoin"  # pg_rewind (or re-clone) a former primary onto the current one
     CLEAR_REJOIN = "rejoined"  # a former primary streams again: forget the intent
     REPOINT = "repoint"  # a standby's primary_conninfo names another host: rewrite and reload
+    FAILOVER = "failover"  # record the intent to promote this standby, then fence the failed primary
 
 
 @dataclass(frozen=True)
@@ -169,6 +225,7 @@ class Step:
     kind: StepKind
     ordinal: int | None
     reason: str
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)  # what the executor records
 
     def __str__(self) -> str:
         target = f" {self.ordinal}" if self.ordinal is not None else ""

@@ -43,6 +43,7 @@ SELECT json_build_object(
   'boot_overrides', (SELECT coalesce(json_agg(name ORDER BY name), '[]'::json) FROM pg_settings
                      WHERE sourcefile LIKE '%/voodu-runtime.conf' AND name <> 'primary_conninfo'),
   'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
+  'received_lsn', CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END,
   'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
   'conninfo_host', CASE WHEN pg_is_in_recovery()
                         THEN substring(current_setting('primary_conninfo') from 'host=([^ ]+)') END,
@@ -64,7 +65,8 @@ def psql_argv(port: int, user: str, database: str, sql: str) -> list[str]:
 def run_sql(runtime: Runtime, container: str, *, port: int, user: str, database: str, sql: str) -> str:
     """Run one statement in a pod over trusted loopback TCP; its output, or RuntimeFailure
     carrying psql's last line (the error) when it fails."""
-    result = runtime.exec(container, psql_argv(port, user, database, sql))
+    # a hung server must not hang the caller: libpq gives up connecting after this many seconds
+    result = runtime.exec(container, psql_argv(port, user, database, sql), env={"PGCONNECT_TIMEOUT": "5"})
     if result.exit_code != 0:
         lines = result.output.strip().splitlines()
         raise RuntimeFailure(lines[-1] if lines else f"psql exited {result.exit_code}")
@@ -82,6 +84,7 @@ def parse_status(output: str) -> PgStatus:
         receiver_status=data.get("receiver_status"),
         receiver_host=data.get("receiver_host"),
         conninfo_host=data.get("conninfo_host"),
+        received_lsn=data.get("received_lsn"),
         sync_auto=data.get("sync_auto"),
         boot_overrides=tuple(data.get("boot_overrides") or ()),
         replicas=tuple(
@@ -133,6 +136,8 @@ def _pod_status(runtime: Runtime, info: ContainerInfo, ordinal: int, desired: De
         volume_exists=desired.ref.volume(ordinal) in volumes,
         port=info.port,
         published=info.published.get(info.port or desired.port),
+        on_network=(desired.network in info.networks) if info.networks is not None else None,
+        started_at=info.started_at,
     )
 
 

@@ -25,10 +25,25 @@ policy.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.model import Desired, Observed, Plan, PodStatus, Step, StepKind, Wait
+from voodu_postgres.reconciler.health import FAILOVER_COOLDOWN, MIN_FAILED_PROBES
+from voodu_postgres.reconciler.model import (
+    Desired,
+    Observed,
+    Plan,
+    PodStatus,
+    Step,
+    StepKind,
+    Wait,
+    lsn_text,
+    lsn_value,
+)
 from voodu_postgres.states.pod import PodMachine, PodRole, PodView, classify
+
+FAILOVER_COOLDOWN_TEXT = f"{FAILOVER_COOLDOWN / 60:g} minutes"
 
 
 def streams_from_primary(desired: Desired, pod: PodStatus) -> bool:
@@ -113,13 +128,16 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     )
     moving = _port_moves(desired, observed)
 
+    decision = failover_decision(desired, observed, roles)
+
     def view(pod: PodStatus) -> PodView:
         return PodView(pod=pod, target_primary=P, primary_ready=primary_is_ready,
                        writable_count=len(writable), standbys_streaming=streaming,
                        switchover=desired.switchover, rejoin=desired.rejoin,
                        streams=streams_from_primary(desired, pod),
                        lowers_minimum=pod.ordinal == P and lowers_standby_minimum(pod),
-                       port_moves=bool(moving))
+                       port_moves=bool(moving), primary_stopped=not primary.exists or primary.stopped,
+                       failover_due=decision is not None and decision.target is not None)
 
     def allowed(pod: PodStatus, trigger: str) -> bool:
         return PodMachine(roles[pod.ordinal]).may(trigger, view(pod))
@@ -140,6 +158,13 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         elif roles[ordinal] is PodRole.FENCED and allowed(pod, "rejoin"):
             steps.append(Step(StepKind.REJOIN, ordinal, f"{name} was the primary: rewind it onto "
                                                         f"{desired.app_name(P)} (re-clone if that fails)"))
+        elif allowed(pod, "reattach"):
+            steps.append(Step(StepKind.RECREATE_POD, ordinal, f"{name} is detached from the cluster network "
+                                                              f"{desired.network}: recreate it on it (volume kept)"))
+        elif not pod.exists and allowed(pod, "start"):
+            # its container is gone (removed by hand, or a re-clone failed half way): create it; the
+            # entrypoint refuses data that was last a primary's, and the rewind above follows
+            steps.append(Step(StepKind.CREATE_POD, ordinal, f"{name} (a former primary to rejoin) has no container"))
         elif allowed(pod, "rejoined"):
             steps.append(Step(StepKind.CLEAR_REJOIN, ordinal, f"{name} streams from {desired.app_name(P)} again"))
         elif roles[ordinal] in (PodRole.FENCED, PodRole.REJOINING):
@@ -153,8 +178,29 @@ def plan(desired: Desired, observed: Observed) -> Plan:
                            "no promote or rejoin recorded why; keep the primary with `voodu-postgres rejoin "
                            f"{ref} --replica {unexpected[0].ordinal}` (that pod's own writes are discarded)")
 
+    # auto_failover: a primary failing for failover_timeout is fenced and the best standby
+    # promoted (the rest follows the switchover path above on the next passes)
+    hold_primary = False
+    if decision is not None:
+        T = decision.target
+        if T is not None and allowed(primary, "fail_over") and allowed(pod_of(desired, observed, T), "promote"):
+            steps.append(Step(StepKind.FAILOVER, T, decision.text, data=decision.record))
+            return _finish(desired, observed, steps, waiting, blocked)
+        if decision.refusal is not None:
+            # reported on every pass; the failing primary is handled as usual meanwhile
+            blocked.append(decision.refusal)
+        else:
+            # not started again while its time runs: a restarted primary racing the failover
+            # would be a second writer
+            waiting.append(Wait(P, decision.text))
+            hold_primary = True
+
     # 2. the primary
-    if roles[P] is PodRole.DOWN and primary.state == "restarting":
+    if hold_primary:
+        pass
+    elif roles[P] is PodRole.DOWN and primary.state == "paused":
+        waiting.append(Wait(P, f"{desired.app_name(P)} is paused (`docker unpause {primary.container}`)"))
+    elif roles[P] is PodRole.DOWN and primary.state == "restarting":
         waiting.append(Wait(P, f"{desired.app_name(P)} is restarting (Docker restarts it; see its log)"))
     elif roles[P] is PodRole.DOWN and not primary.exists and not primary.volume_exists and (
             holders := [p for p in observed.pods if p.ordinal != P and p.volume_exists]):
@@ -185,6 +231,8 @@ def plan(desired: Desired, observed: Observed) -> Plan:
         name = desired.app_name(ordinal)
         if role is PodRole.DOWN and pod.state == "restarting":
             waiting.append(Wait(ordinal, f"{name} is restarting (Docker restarts it; see its log)"))
+        elif role is PodRole.DOWN and pod.state == "paused":
+            waiting.append(Wait(ordinal, f"{name} is paused (`docker unpause {pod.container}`)"))
         elif role is PodRole.DOWN:
             if allowed(pod, "start"):
                 kind = StepKind.START_POD if pod.exists else StepKind.CREATE_POD
@@ -192,6 +240,9 @@ def plan(desired: Desired, observed: Observed) -> Plan:
                 steps.append(Step(kind, ordinal, f"standby {name} is {what}"))
             else:
                 waiting.append(Wait(P, f"{desired.app_name(P)} to serve before {name} can clone"))
+        elif allowed(pod, "reattach"):
+            steps.append(Step(StepKind.RECREATE_POD, ordinal, f"{name} is detached from the cluster network "
+                                                              f"{desired.network}: recreate it on it (volume kept)"))
         elif role is PodRole.BOOTSTRAPPING:
             waiting.append(Wait(ordinal, f"{name} to finish cloning and start streaming"))
         elif role is PodRole.STANDBY and pod.pg is not None and pod.pg.conninfo_host not in (
@@ -283,13 +334,102 @@ def _finish_switchover(desired: Desired, observed: Observed, roles: dict[int, Po
     elif allowed(target, "abandon") or (roles[P] is PodRole.PRIMARY and roles[T] is not PodRole.PROMOTING):
         steps.append(Step(StepKind.CLEAR_SWITCHOVER, T, f"the switchover to {new} stopped before {old} was "
                                                        f"fenced: {old} stays the primary"))
+    elif allowed(pod_of(desired, observed, P), "fence"):
+        # an automatic failover's old primary is failing: a short stop; an interrupted planned
+        # promote's still gets the clean shutdown that sends every committed write to the standbys
+        steps.append(Step(StepKind.FENCE, P, f"{old} is not stopped ({pod_of(desired, observed, P).state}): "
+                                             f"stop it before {new} is promoted",
+                          data={"failing": desired.failover_fencing}))
     elif allowed(target, "repromote"):
-        steps.append(Step(StepKind.PROMOTE, T, f"{old} was fenced by an interrupted switchover: promote {new}"))
+        steps.append(Step(StepKind.PROMOTE, T, f"{old} is fenced (a switchover or failover was interrupted): "
+                                              f"promote {new}"))
     elif roles[T] is PodRole.DOWN and target.state == "restarting":
         waiting.append(Wait(T, f"{new} (target of an interrupted switchover) is restarting"))
     else:
         blocked.append(f"an interrupted switchover to {new} cannot finish: {new} is {roles[T].value} and {old} "
                        f"is {roles[P].value}; start {desired.ref.container(T)} (docker start) and reconcile")
+
+
+@dataclass(frozen=True)
+class FailoverDecision:
+    """What ``auto_failover`` makes of a failing primary this pass: promote ``target`` now, wait
+    (``text`` says for what), or refuse (``refusal``: reported, nothing promoted)."""
+
+    text: str
+    target: int | None = None
+    refusal: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def failover_decision(desired: Desired, observed: Observed, roles: dict[int, PodRole]) -> FailoverDecision | None:
+    """None when there is nothing to decide: failover off, the primary healthy, or a switchover
+    already in flight (it is finished by ``_finish_switchover``)."""
+    policy, health = desired.auto_failover, observed.health
+    P = desired.target_primary
+    if health.problem is None or desired.switchover is not None:
+        return None
+    old = desired.app_name(P)
+    if policy is None:
+        return FailoverDecision(text="", refusal=f"primary {old} is failing for {health.failing_for:.0f}s: "
+                                                 f"{health.problem}; auto_failover is off — promote by hand: "
+                                                 f"voodu-postgres promote {desired.ref} --replica N --force")
+    if health.failing_for < policy.timeout or health.failed_probes < MIN_FAILED_PROBES:
+        return FailoverDecision(text=f"{old} to recover: {health.problem} for {health.failing_for:.1f}s "
+                                     f"(failover after {policy.timeout:g}s)")
+    if health.cooldown_left > 0:
+        return FailoverDecision(text="", refusal=f"primary {old} is failing ({health.problem}) but the last automatic "
+                                                 f"failover was less than {FAILOVER_COOLDOWN_TEXT} ago "
+                                                 f"({health.cooldown_left:.0f}s of cooldown left); promote by hand: "
+                                                 f"voodu-postgres promote {desired.ref} --replica N --force")
+    received: dict[int, int] = {}
+    for ordinal in range(desired.replicas):
+        pod = pod_of(desired, observed, ordinal)
+        value = lsn_value(pod.pg.received_lsn) if pod.pg is not None else None
+        if ordinal != P and ordinal not in desired.rejoin and roles.get(ordinal) is PodRole.STANDBY \
+                and value is not None:
+            received[ordinal] = value
+    why = f"primary {old} failed ({health.problem}) {health.failing_for:.0f}s ago"
+    if not received:
+        return FailoverDecision(text="", refusal=f"{why}; no standby answers in recovery, so none can be "
+                                                 "promoted (nothing is done)")
+    best = max(received, key=lambda o: (received[o], -o))
+    reference = max(health.last_lsn or 0, max(received.values()))
+    behind = reference - received[best]
+    # what the primary really ran with: right after `synchronous` is turned on, or after a restore,
+    # synchronous_standby_names is not in force yet, and commits were acknowledged without a standby
+    synchronous = desired.sync_names is not None and health.sync_in_force is not False
+    # the candidate is chosen again once the old primary is stopped (the executor of PROMOTE): a
+    # primary that still ran until the fence may have sent more WAL to another standby
+    record: dict[str, Any] = {"from": P, "to": best, "problem": health.problem, "synchronous": synchronous,
+                              "last_lsn": health.last_lsn, "state": "fencing"}
+    if synchronous:
+        # ANY 1 (every standby): each acknowledged commit is on at least one of them, so the one
+        # with the most WAL has them all — provided every one of them answered (surplus pods a
+        # scale-down has not removed yet are still named by the primary: they count too)
+        named = set(range(desired.replicas)) | {p.ordinal for p in observed.pods if p.exists}
+        silent = sorted(o for o in named if o != P and o not in received and o not in desired.rejoin)
+        if silent:
+            names = ", ".join(desired.app_name(o) for o in silent)
+            return FailoverDecision(text="", refusal=f"{why}; synchronous: {names} did not answer and may hold "
+                                                     "acknowledged writes the others lack, so nothing is promoted "
+                                                     "(start it, or promote by hand with --force)")
+        return FailoverDecision(
+            target=best, record=record,
+            text=f"{why}: fence it, promote {desired.app_name(best)} (most WAL: {lsn_text(received[best])}; "
+                 "synchronous, so no acknowledged write is lost)")
+    if behind > policy.max_lag:
+        return FailoverDecision(text="", refusal=f"{why}; the most advanced standby {desired.app_name(best)} is "
+                                                 f"{behind} bytes behind its last known position, more than "
+                                                 f"max_lag_on_failover = {policy.max_lag}: not promoting "
+                                                 "automatically (promote by hand with --force)")
+    known = "" if health.last_lsn is not None else " (the watcher never saw it healthy: a lower bound)"
+    if desired.sync_names is not None:
+        known += "; synchronous_standby_names was not in force on it"
+    return FailoverDecision(
+        target=best, record=record,
+        text=f"{why}: fence it, promote {desired.app_name(best)} (received up to {lsn_text(received[best])}; "
+             f"asynchronous: writes after that point are lost — {behind} bytes behind {old}'s last known "
+             f"position{known})")
 
 
 #: Hot standby refuses to replay WAL from a primary whose value of these is higher than its own

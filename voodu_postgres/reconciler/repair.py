@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from voodu_postgres.reconciler.expand import (
     PRIMARY_ORDINAL_KEY,
@@ -19,10 +20,11 @@ from voodu_postgres.reconciler.expand import (
     SWITCHOVER_KEY,
     ordinals,
 )
-from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.reconciler.model import STOPPED_STATES, Desired
 from voodu_postgres.reconciler.naming import PGDATA
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure
+from voodu_postgres.reconciler.podspec import STATE_MOUNT
+from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_secret
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 STOP_TIMEOUT = 60
@@ -83,6 +85,39 @@ def fence(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: int = ST
     return runtime.stop_container(desired.ref.container(ordinal), timeout=timeout)
 
 
+#: seconds a failing primary gets to shut down when fenced before Docker kills it: it is failing
+#: (hung, partitioned, crash-looping), so a clean shutdown is not expected — only certainty
+FAILING_FENCE_TIMEOUT = 3
+
+
+def fence_failing(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: int = FAILING_FENCE_TIMEOUT) -> str:
+    """Stop a failing primary — paused, hung, restarting, detached — and make sure it stayed stopped
+    (Docker's stop also kills a paused container, and drops the restart policy). Raises a transient
+    RuntimeFailure when it is still not stopped: nothing may be promoted then."""
+    container = desired.ref.container(ordinal)
+    state = runtime.container_state(container)
+    if state is None:
+        return f"{desired.app_name(ordinal)} has no container: nothing to fence"
+    if state not in STOPPED_STATES:
+        runtime.stop_container(container, timeout=timeout)
+        state = runtime.container_state(container)
+    if state is not None and state not in STOPPED_STATES:
+        raise RuntimeFailure(f"fencing {desired.app_name(ordinal)}: still {state} after docker stop", transient=True)
+    return f"fenced {desired.app_name(ordinal)}: its container is {state or 'gone'}"
+
+
+def received_positions(runtime: Runtime, desired: Desired, ordinals: list[int]) -> dict[int, int | None]:
+    """Each standby's ``pg_last_wal_receive_lsn()`` (None: it did not answer, or is not in recovery)."""
+    out: dict[int, int | None] = {}
+    for ordinal in ordinals:
+        try:
+            text = sql(runtime, desired, ordinal, "SELECT pg_last_wal_receive_lsn()")
+            out[ordinal] = lsn(text) if text else None
+        except (RuntimeFailure, ValueError):
+            out[ordinal] = None
+    return out
+
+
 def lsn(text: str) -> int:
     high, _, low = text.strip().partition("/")
     return (int(high, 16) << 32) + int(low, 16)
@@ -112,6 +147,22 @@ def repoint(runtime: Runtime, desired: Desired, ordinal: int) -> str:
     return f"re-pointed {name} at {desired.app_name(desired.target_primary)} (reload, no restart)"
 
 
+REWIND_SECRET = "rewind_password"
+
+
+def _rewind_secret(desired: Desired, ordinal: int, password: str) -> tuple[Path, str] | None:
+    """Write the replication password for a rewind into the pod's state mount (host path, path
+    inside the container), or None when the pod has no state mount (then PGPASSWORD is unset and
+    pg_rewind relies on the pod's own trust rules)."""
+    if ordinal >= len(desired.pods):
+        return None
+    mount = next((b for b in desired.pod(ordinal).binds if b.target == STATE_MOUNT), None)
+    if mount is None:
+        return None
+    write_secret(Path(mount.source), REWIND_SECRET, password)
+    return Path(mount.source) / REWIND_SECRET, f"{STATE_MOUNT}/{REWIND_SECRET}"
+
+
 def rejoin_pod(runtime: Runtime, desired: Desired, ordinal: int, *, replication_user: str,
                bucket: Mapping[str, str], extra_labels: Mapping[str, str] | None = None,
                progress: Callable[[str], None] = lambda _line: None) -> str:
@@ -133,11 +184,16 @@ def rejoin_pod(runtime: Runtime, desired: Desired, ordinal: int, *, replication_
         runtime.stop_container(container, timeout=STOP_TIMEOUT)
         progress(f"stopped {name}")
     sql(runtime, desired, primary, "CHECKPOINT")
-    script = ('pg_rewind --target-pgdata="$PGDATA" --source-server="$SOURCE" --progress '
-              '&& touch "$PGDATA/standby.signal"')
+    # The replication password travels in a 0600 file on the state mount the one-shot inherits,
+    # read by its root shell into pg_rewind's own environment: never the container's env or argv
+    # (both are in `docker inspect`)
+    secret = _rewind_secret(desired, ordinal, bucket.get(REPLICATION_PASSWORD_KEY, ""))
+    as_postgres = "exec setpriv --reuid=postgres --regid=postgres --init-groups"
+    script = (f'export PGPASSWORD="$(cat {secret[1]})"; {as_postgres} bash -c \'pg_rewind --target-pgdata="$PGDATA" '
+              '--source-server="$SOURCE" --progress && touch "$PGDATA/standby.signal"\'') if secret else (
+        'pg_rewind --target-pgdata="$PGDATA" --source-server="$SOURCE" --progress && touch "$PGDATA/standby.signal"')
     env = {
         "PGDATA": PGDATA,
-        "PGPASSWORD": bucket.get(REPLICATION_PASSWORD_KEY, ""),
         "SOURCE": f"host={desired.host(primary)} port={desired.port} user={replication_user} dbname=postgres",
         # pg_rewind runs crash recovery through `postgres --single`; in a one-shot container
         # pg_rewind is PID 1, which a stale postmaster.pid may name: this tells postgres that
@@ -145,8 +201,13 @@ def rejoin_pod(runtime: Runtime, desired: Desired, ordinal: int, *, replication_
         "PG_GRANDPARENT_PID": "1",
     }
     t0 = time.monotonic()
-    result = runtime.run_oneshot(runtime.image_of(container), ["bash", "-c", script], volumes_from=container,
-                                 network=desired.network, env=env, labels=dict(extra_labels or {}))
+    try:
+        result = runtime.run_oneshot(runtime.image_of(container), ["bash", "-c", script], volumes_from=container,
+                                     network=desired.network, env=env, labels=dict(extra_labels or {}),
+                                     user="root" if secret else "postgres")
+    finally:
+        if secret:
+            secret[0].unlink(missing_ok=True)
     if result.exit_code == 0:
         runtime.start_container(container)
         progress(f"rewound {name} onto {desired.app_name(primary)}'s timeline; starting it as a standby")

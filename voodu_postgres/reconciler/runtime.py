@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -68,6 +69,8 @@ class ContainerInfo:
     exit_code: int
     identity: dict[str, str] = field(default_factory=dict)  # PG_PORT / POSTGRES_USER / POSTGRES_DB it runs with
     published: dict[int, str] = field(default_factory=dict)  # container port → "host_ip:host_port"
+    networks: tuple[str, ...] | None = None  # the networks it is attached to (None: not known)
+    started_at: float | None = None  # epoch seconds of State.StartedAt (None: never started / unknown)
 
     @property
     def port(self) -> int | None:
@@ -122,6 +125,19 @@ class Runtime(Protocol):
                     labels: Mapping[str, str] | None = None, timeout: float = 300) -> ExecResult: ...
 
     def logs_tail(self, name: str, lines: int = 20) -> str: ...
+
+
+def _epoch(rfc3339: str) -> float | None:
+    """Docker's ``2026-12-01T23:53:24.123456789Z`` as epoch seconds; None for the zero time."""
+    if not rfc3339 or rfc3339.startswith("0001-"):
+        return None
+    head, _, frac = rfc3339.rstrip("Z").partition(".")
+    try:
+        whole = datetime.fromisoformat(head).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+    digits = "".join(c for c in frac if c.isdigit())
+    return float(whole) + (float(f"0.{digits}") if digits else 0.0)
 
 
 def _one_line(exc: Exception) -> str:
@@ -368,6 +384,8 @@ class DockerRuntime:
                 exit_code=int(state.get("ExitCode", 0)),
                 identity=_identity(container.attrs.get("Config", {}).get("Env") or []),
                 published=_published(container.attrs),
+                networks=tuple(sorted((container.attrs.get("NetworkSettings") or {}).get("Networks") or {})),
+                started_at=_epoch(str(state.get("StartedAt") or "")),
             ))
         return out
 

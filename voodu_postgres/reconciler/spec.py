@@ -41,6 +41,11 @@ DEFAULT_DATABASE = "postgres"
 DEFAULT_REPLICATION_USER = "replicator"
 DEFAULT_LOCALE = "C.UTF-8"
 DEFAULT_ENCODING = "UTF8"
+#: seconds the primary may be unreachable before an automatic failover (see bench/failover.py)
+DEFAULT_FAILOVER_TIMEOUT = 5.0
+MIN_FAILOVER_TIMEOUT, MAX_FAILOVER_TIMEOUT = 1.0, 600.0
+#: bytes an async standby may be behind and still be promoted automatically
+DEFAULT_MAX_LAG_ON_FAILOVER = 16 * 1024 * 1024
 
 #: Fields the plugin interprets and strips before emitting the statefulset.
 PLUGIN_OWNED = (
@@ -54,6 +59,9 @@ PLUGIN_OWNED = (
     "extensions",
     "replication_user",
     "synchronous",
+    "auto_failover",
+    "failover_timeout",
+    "max_lag_on_failover",
 )
 
 #: Statefulset keys passed through unchanged (Voodu's statefulset wire spec, plus build mode).
@@ -169,6 +177,38 @@ def as_int(value: object) -> int:
     raise ValueError(f"expected an integer, got {type_name(value)}")
 
 
+_SECONDS_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
+_SECONDS_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, None: 1.0}
+_BYTES_RE = re.compile(r"(\d+)\s*(B|kB|KB|MB|GB)?")
+_BYTES_UNIT = {"B": 1, "kB": 1024, "KB": 1024, "MB": 1024 ** 2, "GB": 1024 ** 3, None: 1}
+
+
+def parse_seconds(value: object) -> float:
+    """A duration: a number of seconds, or ``"500ms"`` / ``"5s"`` / ``"1m"``."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    match = _SECONDS_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+    if match is None:
+        shown = printable(value) if isinstance(value, str) else type_name(value)
+        raise ValueError(f'expected a duration such as "5s", "500ms" or "1m", got {shown}')
+    return float(match.group(1)) * _SECONDS_UNIT[match.group(2)]
+
+
+def parse_bytes(value: object) -> int:
+    """A size: a whole number of bytes, or ``"16MB"`` (Postgres' 1024-based units B, kB, MB, GB)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        n = as_int(value)
+    else:
+        match = _BYTES_RE.fullmatch(value.strip()) if isinstance(value, str) else None
+        if match is None:
+            shown = printable(value) if isinstance(value, str) else type_name(value)
+            raise ValueError(f'expected a size such as "16MB" or a number of bytes, got {shown}')
+        n = int(match.group(1)) * _BYTES_UNIT[match.group(2)]
+    if n < 0:
+        raise ValueError(f"expected a size >= 0, got {n}")
+    return n
+
+
 def _as_str(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {type_name(value)}")
@@ -220,6 +260,9 @@ class PostgresSpec(BaseModel):
     extensions: tuple[str, ...] = ()
     replication_user: str = DEFAULT_REPLICATION_USER
     synchronous: bool = False
+    auto_failover: bool = False
+    failover_timeout: float = DEFAULT_FAILOVER_TIMEOUT  # seconds
+    max_lag_on_failover: int = DEFAULT_MAX_LAG_ON_FAILOVER  # bytes
     passthrough: dict[str, Any] = {}
 
     @property
@@ -328,12 +371,27 @@ class PostgresSpec(BaseModel):
             raise ValueError(_JOIN.join(bad))
         return tuple(v)
 
-    @field_validator("synchronous", mode="before")
+    @field_validator("synchronous", "auto_failover", mode="before")
     @classmethod
-    def _synchronous(cls, v: object) -> bool:
+    def _flags(cls, v: object) -> bool:
         if not isinstance(v, bool):
             raise ValueError(f"expected true or false, got {type_name(v)}")
         return v
+
+    @field_validator("failover_timeout", mode="before")
+    @classmethod
+    def _failover_timeout(cls, v: object) -> float:
+        seconds = parse_seconds(v)
+        if not MIN_FAILOVER_TIMEOUT <= seconds <= MAX_FAILOVER_TIMEOUT:
+            # below a second one slow answer would fail over; above ten minutes it is not automatic
+            raise ValueError(f"failover_timeout = {printable(str(v))} not allowed (must be between "
+                             f"{MIN_FAILOVER_TIMEOUT:g}s and {MAX_FAILOVER_TIMEOUT / 60:g}m)")
+        return seconds
+
+    @field_validator("max_lag_on_failover", mode="before")
+    @classmethod
+    def _max_lag(cls, v: object) -> int:
+        return parse_bytes(v)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -579,6 +637,12 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
             )
         if spec.synchronous and spec.replicas < 2:
             problem("synchronous", "needs replicas >= 2 (a commit must wait for a standby)")
+        if spec.auto_failover and spec.replicas < 2:
+            problem("auto_failover", "needs replicas >= 2 (there must be a standby to promote)")
+        if spec.auto_failover and spec.passthrough.get("restart") == "always":
+            # Docker would restart a fenced (stopped) old primary when its daemon restarts: two writers
+            problem("auto_failover", 'does not combine with restart = "always" (a fenced primary must stay '
+                                     'stopped; use "unless-stopped", the default)')
     if problems:
         raise SpecError(problems)
     assert spec is not None
@@ -599,5 +663,8 @@ def defaults() -> dict[str, Any]:
         "replicas": 1,
         "replication_user": DEFAULT_REPLICATION_USER,
         "synchronous": False,
+        "auto_failover": False,
+        "failover_timeout": f"{DEFAULT_FAILOVER_TIMEOUT:g}s",
+        "max_lag_on_failover": f"{DEFAULT_MAX_LAG_ON_FAILOVER // (1024 * 1024)}MB",
         "user": DEFAULT_USER,
     }

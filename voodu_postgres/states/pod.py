@@ -48,6 +48,8 @@ class PodView:
     streams: bool = False  # this pod streams from the target primary
     lowers_minimum: bool = False  # this (primary) pod has a pending decrease of a standby-minimum setting
     port_moves: bool = False  # the cluster's port changes: every pod moves at once
+    primary_stopped: bool = False  # the target primary's container is stopped or gone (it can write nothing)
+    failover_due: bool = False  # auto_failover: the primary has failed for failover_timeout, a standby qualifies
 
 
 # -- guards (pure) ----------------------------------------------------------------------------
@@ -103,6 +105,21 @@ def streams(view: PodView) -> bool:
     return view.streams
 
 
+def detached(view: PodView) -> bool:
+    """Running but not on the cluster network (``docker network disconnect``): it can reach nobody."""
+    return view.pod.running and view.pod.on_network is False
+
+
+def primary_stopped(view: PodView) -> bool:
+    """Nothing can write on the old primary: promoting another pod cannot make two writers."""
+    return view.primary_stopped
+
+
+def failover_due(view: PodView) -> bool:
+    """``auto_failover``: the primary has failed for ``failover_timeout`` and a standby qualifies."""
+    return view.failover_due
+
+
 POD_TRANSITIONS: list[dict[str, Any]] = [
     # cold start and drift repair
     {"trigger": "start", "source": PodRole.DOWN, "dest": PodRole.PENDING,
@@ -135,10 +152,18 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "promote", "source": PodRole.STANDBY, "dest": PodRole.PROMOTING, "unless": [is_target_primary]},
     {"trigger": "fence", "source": PodRole.PRIMARY, "dest": PodRole.FENCED, "conditions": [switchover_elsewhere]},
     {"trigger": "fence", "source": PodRole.SPLIT_BRAIN, "dest": PodRole.FENCED, "conditions": [marked_for_rejoin]},
+    # a failing old primary that may still come back (booting, hung, paused, restarting) is
+    # stopped before its switchover target is promoted: never two writers
+    {"trigger": "fence", "source": [PodRole.PENDING, PodRole.DOWN], "dest": PodRole.FENCED,
+     "conditions": [is_target_primary, switchover_elsewhere], "unless": [primary_stopped]},
+    # automatic failover (auto_failover = true): the failed primary is fenced with the intent
+    # recorded, and the chosen standby promoted through the switchover path below
+    {"trigger": "fail_over", "source": [PodRole.PRIMARY, PodRole.PENDING, PodRole.DOWN], "dest": PodRole.FENCED,
+     "conditions": [is_target_primary, failover_due]},
     # an unfinished switchover: promote again once the old primary is fenced, record the new
     # primary once it accepts writes, or give up while the old one still serves
     {"trigger": "repromote", "source": PodRole.PROMOTING, "dest": PodRole.PROMOTING,
-     "unless": [primary_ready, is_writable]},
+     "conditions": [primary_stopped], "unless": [primary_ready, is_writable]},
     {"trigger": "promoted", "source": PodRole.PROMOTING, "dest": PodRole.PRIMARY, "conditions": [is_writable]},
     {"trigger": "abandon", "source": PodRole.PROMOTING, "dest": PodRole.STANDBY,
      "conditions": [primary_ready], "unless": [is_writable]},
@@ -146,6 +171,9 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "rejoin", "source": [PodRole.FENCED, PodRole.SPLIT_BRAIN, PodRole.DOWN, PodRole.STANDBY],
      "dest": PodRole.REJOINING, "conditions": [primary_ready], "unless": [is_target_primary, is_writable]},
     {"trigger": "rejoined", "source": PodRole.REJOINING, "dest": PodRole.STANDBY, "conditions": [streams]},
+    # a standby or former primary detached from the cluster network is recreated on it (same volume)
+    {"trigger": "reattach", "source": [PodRole.STANDBY, PodRole.BOOTSTRAPPING, PodRole.REJOINING],
+     "dest": PodRole.BOOTSTRAPPING, "conditions": [detached], "unless": [is_target_primary]},
     # observation of a second writer
     {"trigger": "diverge", "source": [PodRole.PRIMARY, PodRole.STANDBY, PodRole.DOWN, PodRole.PENDING],
      "dest": PodRole.SPLIT_BRAIN},
@@ -175,7 +203,8 @@ def classify(pod: PodStatus, *, target_primary: int, writable_count: int, switch
     if pod.guard_tripped and not pod.reachable:
         return PodRole.SPLIT_BRAIN
     if not pod.exists or not pod.running:
-        if pod.exists and ordinal == target_primary and switchover is not None and switchover != ordinal:
+        # only a stopped container is fenced: a paused or restarting one can write again by itself
+        if pod.stopped and ordinal == target_primary and switchover is not None and switchover != ordinal:
             return PodRole.FENCED
         return PodRole.DOWN
     if switchover == ordinal and ordinal != target_primary:

@@ -311,17 +311,14 @@ def remove_files(*paths: Path) -> None:
 
 
 def wait_exited(runtime: BackupRuntime, name: str, timeout: float = 60) -> int | None:
-    """The container's exit code once it has stopped (None when it is gone)."""
     deadline = time.monotonic() + timeout
-    while (left := deadline - time.monotonic()) > 0:
-        try:
-            code = runtime.wait_exit(name, min(left, 30))
-        except RuntimeFailure:
-            if runtime.container_state(name) is None:
-                return None
-            raise
+    while time.monotonic() < deadline:
+        if runtime.container_state(name) is None:
+            return None
+        code = runtime.exit_code_of(name)
         if code is not None:
             return code
+        time.sleep(0.2)
     raise RuntimeFailure(f"{name} did not stop within {timeout:.0f}s")
 
 

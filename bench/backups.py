@@ -47,6 +47,7 @@ import uuid
 from pathlib import Path
 
 import docker
+from labelled import LABEL, remove_labelled
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -54,7 +55,6 @@ sys.path.insert(0, str(ROOT))
 from voodu_postgres.reconciler.backups import DUMP_FLAGS  # noqa: E402 - after the path is set
 
 IMAGE = os.environ.get("VOODU_POSTGRES_TEST_IMAGE", "voodu-postgres-local:15")
-LABEL = "org.voodu-postgres.bench"
 CLI = [sys.executable, "-m", "voodu_postgres"]
 RANDOM_TABLE = "bench_random"
 
@@ -127,13 +127,7 @@ class Bench:
         return took
 
     def cleanup(self) -> None:
-        selector = {"label": f"{LABEL}={self.session}"}
-        for c in self.client.containers.list(all=True, filters=selector):
-            c.remove(force=True, v=True)
-        for v in self.client.volumes.list(filters=selector):
-            v.remove(force=True)
-        for n in self.client.networks.list(filters=selector):
-            n.remove()
+        remove_labelled(self.client, self.session)
 
 
 def mb(n: float) -> str:

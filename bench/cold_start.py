@@ -29,9 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
+from labelled import LABEL, remove_labelled
 
 IMAGE = os.environ.get("VOODU_POSTGRES_TEST_IMAGE", "voodu-postgres-local:15")
-LABEL = "org.voodu-postgres.bench"
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "voodu_postgres"]
 
@@ -112,15 +112,6 @@ def ours_run(session: str, workdir: Path) -> tuple[float, float]:
     return cold, noop
 
 
-def cleanup(client: docker.DockerClient, session: str) -> None:
-    selector = {"label": f"{LABEL}={session}"}
-    for c in client.containers.list(all=True, filters=selector):
-        c.remove(force=True, v=True)
-    for v in client.volumes.list(filters=selector):
-        v.remove(force=True)
-    for n in client.networks.list(filters=selector):
-        n.remove()
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -134,7 +125,7 @@ def main() -> int:
             try:
                 floors.append(floor_run(client, session, Path(tmp)))
             finally:
-                cleanup(client, session)
+                remove_labelled(client, session)
         session = uuid.uuid4().hex[:6]
         with tempfile.TemporaryDirectory() as tmp:
             try:
@@ -142,7 +133,7 @@ def main() -> int:
                 colds.append(cold)
                 noops.append(noop)
             finally:
-                cleanup(client, session)
+                remove_labelled(client, session)
         print(f"run {run + 1}: floor {floors[-1]:.2f}s  ours {colds[-1]:.2f}s  "
               f"ratio {colds[-1] / floors[-1]:.2f}  no-op re-apply {noops[-1]:.2f}s", flush=True)
     f, c, n = statistics.median(floors), statistics.median(colds), statistics.median(noops)

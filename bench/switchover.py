@@ -34,9 +34,9 @@ from typing import Any
 
 import docker
 import psycopg
+from labelled import LABEL, remove_labelled
 
 IMAGE = os.environ.get("VOODU_POSTGRES_TEST_IMAGE", "voodu-postgres-local:15")
-LABEL = "org.voodu-postgres.bench"
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "voodu_postgres"]
 NAME = "db"
@@ -101,13 +101,7 @@ class Bench:
         raise SystemExit(f"{scope}: no writable pod")
 
     def cleanup(self) -> None:
-        selector = {"label": f"{LABEL}={self.session}"}
-        for c in self.client.containers.list(all=True, filters=selector):
-            c.remove(force=True, v=True)
-        for v in self.client.volumes.list(filters=selector):
-            v.remove(force=True)
-        for n in self.client.networks.list(filters=selector):
-            n.remove()
+        remove_labelled(self.client, self.session)
 
 
 class Poller(threading.Thread):

@@ -10,7 +10,6 @@ is finished by the next one."""
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,12 +28,7 @@ from voodu_postgres.reconciler.runtime import ExecResult, RuntimeFailure
 WALL0 = 1_800_000_000.0
 
 
-@pytest.fixture(autouse=True)
-def never_really_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds}s for real: waits must go through the fake clock")
-
-    monkeypatch.setattr(time, "sleep", refuse)
+pytestmark = pytest.mark.usefixtures("never_really_sleep")
 
 
 class Watched(Harness):

@@ -3,7 +3,6 @@ reload with its rejection rollback."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,12 +20,7 @@ from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure
 BAD = "no_such_parameter"
 
 
-@pytest.fixture(autouse=True)
-def never_really_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds}s for real: waits must go through the fake clock")
-
-    monkeypatch.setattr(time, "sleep", refuse)
+pytestmark = pytest.mark.usefixtures("never_really_sleep")
 
 
 @pytest.fixture

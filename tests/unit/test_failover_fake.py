@@ -11,7 +11,6 @@ really sleeps."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
@@ -28,12 +27,7 @@ from voodu_postgres.reconciler.spec import PostgresSpec
 REF = "shop/db"
 
 
-@pytest.fixture(autouse=True)
-def never_really_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds}s for real: waits must go through the fake clock")
-
-    monkeypatch.setattr(time, "sleep", refuse)
+pytestmark = pytest.mark.usefixtures("never_really_sleep")
 
 
 class Cluster(Harness):

@@ -5,7 +5,6 @@ runtime, phase by phase; the real-Docker chaos tests kill real processes at rand
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,13 +14,7 @@ from voodu_postgres.reconciler import failover
 from voodu_postgres.reconciler.model import StepKind
 from voodu_postgres.reconciler.runtime import write_state
 
-
-@pytest.fixture(autouse=True)
-def never_really_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds}s for real")
-
-    monkeypatch.setattr(time, "sleep", refuse)
+pytestmark = pytest.mark.usefixtures("never_really_sleep")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ on a fake clock (nothing really sleeps)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,7 @@ from voodu_postgres.reconciler.runtime import write_state
 from voodu_postgres.reconciler.spec import SpecError
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
-
-@pytest.fixture(autouse=True)
-def never_really_sleep(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refuse(seconds: float) -> None:
-        raise AssertionError(f"slept {seconds}s for real: waits must go through the fake clock")
-
-    monkeypatch.setattr(time, "sleep", refuse)
+pytestmark = pytest.mark.usefixtures("never_really_sleep")
 
 
 @pytest.fixture

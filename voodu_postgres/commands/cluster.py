@@ -180,6 +180,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
     said: dict[str, str] = {}
     skipped: dict[str, str] = {}
     due: dict[str, float] = {}  # when each cluster's next pass is (monotonic)
+    bookkeeping: dict[str, float] = {}  # when its backups are next looked at (the operator's interval)
     if args.watch:
         # a watcher never queues behind another operation: one busy cluster must not delay the
         # probes (and failovers) of the others; it skips that cluster this pass instead
@@ -249,7 +250,10 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                 _print_report(env, report, dry_run=args.dry_run)
                 for line in refreshed:
                     _say(env, f"  {line}")
-            if args.watch:  # scheduled backups are started by the watcher (backups:schedule)
+            # scheduled backups are started by the watcher (backups:schedule) — at the operator's
+            # interval, not on every failover probe: it lists containers and reads the backups dir
+            if args.watch and time.monotonic() >= bookkeeping.get(key, 0.0):
+                bookkeeping[key] = time.monotonic() + args.interval
                 from voodu_postgres.commands.backups import run_due
 
                 try:

@@ -196,6 +196,9 @@ def test_a_restore_killed_midway_blocks_reconcile_until_it_is_run_again(c: Clust
         assert refused.code == 1 and refused.err.count("\n") == 1, refused.err
         assert f"run `voodu-postgres restore {c.ref} --from {path} --yes` again" in refused.err
     assert c.pods()[c.container(0)].status == "exited", "nothing started the half-restored primary"
+    shown = c.cli("info", c.ref).ok().out  # info still answers, and says what to run
+    assert f"a physical restore from {path} did not finish" in shown and \
+        f"finish it: voodu-postgres restore {c.ref} --from {path} --yes" in shown, shown
 
     run = c.cli("restore", c.ref, "--from", path, "--yes").ok()
     assert f"an earlier restore (from {path}) did not finish" in run.out

@@ -5,6 +5,7 @@ the TOC summary and the merged listing."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -514,6 +515,9 @@ def test_metadata_round_trip() -> None:
     assert BackupMetadata.from_json(META.to_json()) == META
     minimal = BackupMetadata(id=1000, file="b1000-20260505T020000Z.dump", status="failed", reason="pg_dump exit 1")
     assert BackupMetadata.from_json(minimal.to_json()) == minimal
+    uncounted = replace(META, table_rows={}, table_rows_skipped="not counted: 896.6 MiB of table data is over …")
+    assert BackupMetadata.from_json(uncounted.to_json()) == uncounted
+    assert json.loads(META.to_json())["table_rows_skipped"] is None  # counted: no reason
 
 
 def test_metadata_json_shape() -> None:

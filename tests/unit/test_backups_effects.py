@@ -59,18 +59,19 @@ _PSQL = r"""#!/bin/bash
 while IFS= read -r line; do
   case "$line" in
     "SELECT pg_export_snapshot()"*) echo "SNAPSHOT|${STUB_RECOVERY:-f}" ;;
-    "SELECT quote_ident"*)
+    "WITH t AS"*)
       echo counting >>"$STUB/events"
       if [ "$(cat "$STUB/count_failures" 2>/dev/null || echo 0)" -gt 0 ]; then
         echo $(( $(cat "$STUB/count_failures") - 1 )) >"$STUB/count_failures"
         echo "ERROR:  canceling statement due to conflict with recovery" >&2; exit 3
       fi
-      printf 'public.items\t42\npublic."odd name"\t0\n' ;;
+      printf '@@bytes\t%s\n' "${STUB_TABLE_BYTES:-16384}"  # as the SQL: the size first, counts within budget
+      [ "${STUB_TABLE_BYTES:-16384}" -le BUDGET ] && printf 'public.items\t42\npublic."odd name"\t0\n' ;;
     '\echo '*) echo "${line#\\echo }" ;;
     COMMIT*) echo commit >>"$STUB/events" ;;
   esac
 done
-""".replace("SNAPSHOT", SNAPSHOT)
+""".replace("SNAPSHOT", SNAPSHOT).replace("BUDGET", str(fx.ROW_COUNT_BUDGET))
 _PG_DUMP = r"""#!/bin/bash
 printf '%s\n' "$@" >"$STUB/pg_dump.argv"
 echo dump-started >>"$STUB/events"
@@ -120,10 +121,20 @@ def test_capture_counts_rows_in_the_snapshot_it_exports_to_pg_dump(tmp_path: Pat
     assert sorted(events) == sorted(["dump-started", "counting", "dump-done", "commit"])
     assert events.index("dump-done") < events.index("commit")
     log = fx.parse_capture_log(result.stdout)
-    assert log.rows == {"public.items": 42, 'public."odd name"': 0}
+    assert log.rows == {"public.items": 42, 'public."odd name"': 0} and log.values["table_bytes"] == "16384"
     assert log.values["sha256"] == hashlib.sha256((backups / FILE).read_bytes()).hexdigest()
     assert log.values["in_recovery"] == "t" and log.values["size"] == str((backups / FILE).stat().st_size)
     assert log.toc[0].endswith("15.5") and "capture complete" in result.stdout
+
+
+def test_tables_over_the_budget_are_dumped_without_counts_and_say_how_big_they_were(tmp_path: Path) -> None:
+    over = str(fx.ROW_COUNT_BUDGET + 1)
+    result, backups, stub = run_capture(tmp_path, STUB_TABLE_BYTES=over)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(backups)) == [FILE]
+    log = fx.parse_capture_log(result.stdout)
+    assert log.rows == {} and log.values["table_bytes"] == over
+    assert fx.rows_skipped_reason(int(over)) is not None and fx.rows_skipped_reason(fx.ROW_COUNT_BUDGET) is None
 
 
 def test_a_failed_count_stops_pg_dump_and_leaves_no_file(tmp_path: Path) -> None:
@@ -268,6 +279,25 @@ def test_a_completed_capture_gets_its_sidecar_from_its_log(tmp_path: Path) -> No
     assert meta["server_version"] == "15.5" and meta["duration_s"] == 7.0 and meta["sha256"] == "ab12"
     assert meta["toc"] == {"table": 1, "table_data": 1}
     assert stat.S_IMODE((tmp_path / f"{FILE}.json").stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize(("table_bytes", "rows", "skipped"), [
+    (fx.ROW_COUNT_BUDGET + 1, "", "not counted: 64.0 MiB of table data is over the 64 MiB budget for exact counts"),
+    (fx.ROW_COUNT_BUDGET, "@@vpg rows public.items\t42\n", None),
+    (None, "@@vpg rows public.items\t42\n", None),  # a log from before the budget
+    (0, "", None),  # no tables at all: nothing skipped
+])
+def test_the_sidecar_says_why_row_counts_are_missing(tmp_path: Path, table_bytes: int | None, rows: str,
+                                                     skipped: str | None) -> None:
+    (tmp_path / FILE).write_bytes(b"12345")
+    log = GOOD_LOG.replace("@@vpg rows public.items\t42\n", rows)
+    if table_bytes is not None:
+        log = f"@@vpg table_bytes {table_bytes}\n{log}"
+    rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 0)}, {"shop-db.bk.b001": log})
+    cmd.observe(cluster(tmp_path, rt))
+    meta = json.loads((tmp_path / f"{FILE}.json").read_text())
+    assert meta["status"] == "complete" and meta["table_rows_skipped"] == skipped
+    assert meta["table_rows"] == ({"public.items": 42} if rows else {})
 
 
 def test_a_failed_capture_is_recorded_failed_with_the_reason_and_its_partial_removed(tmp_path: Path) -> None:

@@ -63,3 +63,16 @@ def test_the_last_failover_and_the_policy_are_shown() -> None:
     # a hand-broken record is not shown, and does not break info
     bucket["PG_LAST_FAILOVER"] = "{not json"
     assert "last_failover" not in info_snapshot(Facts(spec, bucket, {}, d, observed(d, a_primary(d))))
+
+
+def test_an_unfinished_physical_restore_is_shown_with_the_command_that_finishes_it() -> None:
+    d = desired_for(replicas=3)
+    spec = load_spec("shop", "db", {"replicas": 3})
+    bucket = {"POSTGRES_PASSWORD": SECRET, "PG_PHYSICAL_RESTORE": "/srv/backups/base 1.tar"}
+    snap = info_snapshot(Facts(spec, bucket, {}, d, observed(d)))
+    finish = "voodu-postgres restore shop/db --from '/srv/backups/base 1.tar' --yes"
+    assert snap["physical_restore_pending"] == {"from": "/srv/backups/base 1.tar", "finish": finish}
+    assert f"did not finish (the pods' data is half-replaced); finish it: {finish}" in format_info(snap)
+    del bucket["PG_PHYSICAL_RESTORE"]
+    after = info_snapshot(Facts(spec, bucket, {}, d, observed(d)))
+    assert "physical_restore_pending" not in after and "⚠ restore" not in format_info(after)

@@ -653,6 +653,7 @@ class BackupMetadata:
     compression: str | None = None  # e.g. gzip:6
     toc: dict[str, int] = field(default_factory=dict)  # {"table_data": 3, "table": 3, "index": 2, …}
     table_rows: dict[str, int] = field(default_factory=dict)  # {"public.accounts": 100, …}
+    table_rows_skipped: str | None = None  # why table_rows is empty when the tables were too big to count
     verification: Verification | None = None
     schema: int = METADATA_SCHEMA
 
@@ -675,6 +676,7 @@ class BackupMetadata:
             "duration_s": self.duration_s, "size_bytes": self.size_bytes, "sha256": self.sha256,
             "format": self.format, "compression": self.compression,
             "toc": dict(sorted(self.toc.items())), "table_rows": dict(sorted(self.table_rows.items())),
+            "table_rows_skipped": self.table_rows_skipped,
             "verification": self.verification.to_dict() if self.verification else None,
         }
 
@@ -722,6 +724,7 @@ class BackupMetadata:
             compression=_want(data, "compression", str, "backup metadata", default=None),
             toc=_int_map(_want(data, "toc", dict, "backup metadata", default={}), "toc"),
             table_rows=_int_map(_want(data, "table_rows", dict, "backup metadata", default={}), "table_rows"),
+            table_rows_skipped=_want(data, "table_rows_skipped", str, "backup metadata", default=None),
             verification=Verification.from_dict(verification) if verification else None,
             schema=_want(data, "schema", int, "backup metadata", default=METADATA_SCHEMA),
         )

@@ -22,6 +22,7 @@ from voodu_postgres.commands.facts import Facts
 from voodu_postgres.commands.schedule import ScheduleError, next_fire, schedule_from_bucket
 from voodu_postgres.reconciler.desired import last_failover
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.reconciler.physical_model import interrupted_restore, restore_command
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
 
@@ -108,6 +109,9 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
     interrupted = pending_rotations(bucket)
     if interrupted:
         out["interrupted_rotations"] = interrupted
+    restoring = interrupted_restore(bucket)
+    if restoring is not None:
+        out["physical_restore_pending"] = {"from": restoring, "finish": restore_command(ref, restoring)}
     try:
         schedule = schedule_from_bucket(bucket)
     except ScheduleError as exc:
@@ -148,6 +152,10 @@ def format_info(snap: dict[str, Any]) -> str:
     for key in snap.get("interrupted_rotations", []):
         flag = " --replication" if key == REPLICATION_PASSWORD_KEY else ""
         row("⚠ rotation", f"{key} rotation was interrupted; finish it: voodu-postgres new-password {snap['ref']}{flag}")
+    restoring = snap.get("physical_restore_pending")
+    if restoring:
+        row("⚠ restore", f"a physical restore from {restoring['from']} did not finish (the pods' data is "
+                         f"half-replaced); finish it: {restoring['finish']}")
     auto = snap.get("auto_failover") or {}
     if auto.get("enabled"):
         row("auto_failover", f"on: after {auto['failover_timeout_s']:g}s of a failing primary "

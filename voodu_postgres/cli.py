@@ -258,7 +258,7 @@ def _backup_parsers(sub: Any) -> None:
     _retention_flags(p, "after the capture")
     p.add_argument("--verify", action="store_true",
                    help="after capturing, restore it into a throw-away server and compare row counts "
-                        "(implies --follow)")
+                        "when they were recorded (implies --follow)")
     p.add_argument("-o", "--output", **o)
 
     p = sub.add_parser("backups:logs", help="a capture's log (--follow: until it ends)")
@@ -317,7 +317,7 @@ def _backup_parsers(sub: Any) -> None:
     p.add_argument("-o", "--output", **o)
 
     p = sub.add_parser("backups:verify", help="restore a backup into a throw-away server and compare row counts "
-                                              "with its metadata (the result is recorded)")
+                                              "with its metadata when recorded (the result is recorded)")
     p.add_argument("ref", metavar="REF")
     p.add_argument("id", metavar="ID")
     p.add_argument("-o", "--output", **o)

@@ -227,9 +227,16 @@ def test_tables_over_the_row_count_budget_are_not_counted_and_the_backup_still_v
         c.cli("backups:delete", c.ref, result["id"], "--yes").ok()
     finally:
         sql(c, "DROP TABLE big")
-    again = capture(c)  # back under the budget: exact counts again
+    # back under the budget: exact counts again, a name holding a newline on one line of the log
+    sql(c, 'CREATE TABLE "odd\nname" (x int)', 'INSERT INTO "odd\nname" VALUES (1), (2)')
+    try:
+        again = capture(c, "--verify")
+    finally:
+        sql(c, 'DROP TABLE "odd\nname"')
     small = metadata(c, again["file"])
     assert small["table_rows"]["public.other"] == 3 and small["table_rows_skipped"] is None
+    assert small["table_rows"]['public."odd\\nname"'] == 2, small["table_rows"]
+    assert again["verified"] is True and "row counts match" in small["verification"]["detail"]
     c.cli("backups:delete", c.ref, again["id"], "--yes").ok()
 
 

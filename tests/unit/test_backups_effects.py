@@ -134,7 +134,9 @@ def test_tables_over_the_budget_are_dumped_without_counts_and_say_how_big_they_w
     assert sorted(os.listdir(backups)) == [FILE]
     log = fx.parse_capture_log(result.stdout)
     assert log.rows == {} and log.values["table_bytes"] == over
-    assert fx.rows_skipped_reason(int(over)) is not None and fx.rows_skipped_reason(fx.ROW_COUNT_BUDGET) is None
+    assert log.values["row_budget"] == str(fx.ROW_COUNT_BUDGET)
+    assert fx.rows_skipped_reason(int(over), fx.ROW_COUNT_BUDGET) is not None
+    assert fx.rows_skipped_reason(fx.ROW_COUNT_BUDGET, fx.ROW_COUNT_BUDGET) is None
 
 
 def test_a_failed_count_stops_pg_dump_and_leaves_no_file(tmp_path: Path) -> None:
@@ -281,18 +283,25 @@ def test_a_completed_capture_gets_its_sidecar_from_its_log(tmp_path: Path) -> No
     assert stat.S_IMODE((tmp_path / f"{FILE}.json").stat().st_mode) == 0o600
 
 
-@pytest.mark.parametrize(("table_bytes", "rows", "skipped"), [
-    (fx.ROW_COUNT_BUDGET + 1, "", "not counted: 64.0 MiB of table data is over the 64 MiB budget for exact counts"),
-    (fx.ROW_COUNT_BUDGET, "@@vpg rows public.items\t42\n", None),
-    (None, "@@vpg rows public.items\t42\n", None),  # a log from before the budget
-    (0, "", None),  # no tables at all: nothing skipped
+MIB = 1024 * 1024
+
+
+@pytest.mark.parametrize(("head", "rows", "skipped"), [
+    (f"@@vpg table_bytes {fx.ROW_COUNT_BUDGET + 1}\n", "",
+     "not counted: 64.0 MiB of table data is over the 64 MiB budget for exact counts"),
+    # the budget the capture ran with decides, not today's constant
+    (f"@@vpg table_bytes {2 * MIB}\n@@vpg row_budget {MIB}\n", "",
+     "not counted: 2.0 MiB of table data is over the 1 MiB budget for exact counts"),
+    (f"@@vpg table_bytes {fx.ROW_COUNT_BUDGET}\n", "@@vpg rows public.items\t42\n", None),
+    ("", "@@vpg rows public.items\t42\n", None),  # a log from before the budget
+    ("@@vpg table_bytes 0\n", "", None),  # no tables at all: nothing to count
+    ("", "", cmd.NO_COUNTS),  # no size and no counts (an unreadable or older log)
+    ("@@vpg table_bytes 8192\n", "", cmd.NO_COUNTS),  # within budget yet no counts: never "they match"
 ])
-def test_the_sidecar_says_why_row_counts_are_missing(tmp_path: Path, table_bytes: int | None, rows: str,
+def test_the_sidecar_says_why_row_counts_are_missing(tmp_path: Path, head: str, rows: str,
                                                      skipped: str | None) -> None:
     (tmp_path / FILE).write_bytes(b"12345")
-    log = GOOD_LOG.replace("@@vpg rows public.items\t42\n", rows)
-    if table_bytes is not None:
-        log = f"@@vpg table_bytes {table_bytes}\n{log}"
+    log = head + GOOD_LOG.replace("@@vpg rows public.items\t42\n", rows)
     rt = FakeBackupRuntime({"shop-db.bk.b001": exited(1, FILE, 0)}, {"shop-db.bk.b001": log})
     cmd.observe(cluster(tmp_path, rt))
     meta = json.loads((tmp_path / f"{FILE}.json").read_text())

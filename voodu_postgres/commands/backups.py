@@ -189,11 +189,20 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
     return meta
 
 
+NO_COUNTS = "no row counts were recorded at capture"
+
+
 def _rows_skipped(log: fx.CaptureLog) -> str | None:
-    table_bytes = log.values.get("table_bytes", "")
-    if log.rows or not (table_bytes.isascii() and table_bytes.isdigit()):
+    """Why a complete capture's sidecar holds no row counts; None when it holds them (or there
+    were no tables to count)."""
+    if log.rows:
         return None
-    return fx.rows_skipped_reason(int(table_bytes))
+    table_bytes, budget = (bm.go_atoi(log.values.get(key, "")) for key in ("table_bytes", "row_budget"))
+    if table_bytes == 0:
+        return None  # no tables: every table, even an empty one, has a count line
+    if table_bytes is None:
+        return NO_COUNTS  # a log without the size (unreadable, or from before the budget)
+    return fx.rows_skipped_reason(table_bytes, budget if budget is not None else fx.ROW_COUNT_BUDGET) or NO_COUNTS
 
 
 def _policy_of(info: ContainerInfo) -> RetentionPolicy:
@@ -825,9 +834,9 @@ def _verify(c: Cluster, row: BackupRow) -> tuple[bool, str]:
     ok = not problems
     if not ok:
         detail = "; ".join(problems)
-    elif meta.table_rows_skipped:
+    elif meta.table_rows_skipped or (not meta.table_rows and parsed.rows):
         detail = (f"restored into a throw-away server; {len(parsed.rows)} table(s); row counts not compared "
-                  f"({meta.table_rows_skipped})")
+                  f"({meta.table_rows_skipped or NO_COUNTS})")
     else:
         detail = f"restored into a throw-away server; {len(meta.table_rows)} table(s), row counts match"
     record = replace(meta, verification=Verification(at=when, duration_s=took, ok=ok, detail=detail))

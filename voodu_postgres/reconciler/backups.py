@@ -73,25 +73,34 @@ _DUMPED_TABLES = (
     "AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
     "AND d.objid = c.oid AND d.deptype = 'e')")
 
-#: One statement in the dump's snapshot: first ``@@bytes<TAB>N`` (the heap bytes of those tables),
-#: then — only when N is within :data:`ROW_COUNT_BUDGET` — ``schema.table<TAB>count`` for each,
-#: quoted as pg_dump quotes names. The budget test is an InitPlan evaluated once, before any
-#: table is scanned; over budget no count runs at all.
+#: ``schema.table`` as pg_dump quotes names, on one line whatever the name holds (quote_ident keeps
+#: a newline, which would split the line-based log: it becomes the two characters ``\n``).
+def _qualified(schema: str, table: str) -> str:
+    return (f"replace(replace(quote_ident({schema}) || '.' || quote_ident({table}), chr(10), '\\n'), "
+            "chr(13), '\\r')")
+
+
+#: One statement in the dump's snapshot: first ``@@bytes<TAB>N`` (the heap bytes of those tables:
+#: main fork only — count(*) reads neither TOAST nor indexes), then — only when N is within
+#: :data:`ROW_COUNT_BUDGET` — ``schema.table<TAB>count`` for each. The budget test is an InitPlan
+#: evaluated once, before any table is scanned; over budget no count runs at all.
 SNAPSHOT_COUNT_SQL = (
     f"WITH t AS MATERIALIZED ({_DUMPED_TABLES}), total AS (SELECT coalesce(sum(bytes), 0) AS bytes FROM t) "
-    "SELECT '@@bytes' || chr(9) || bytes FROM total UNION ALL (SELECT quote_ident(nspname) || '.' || "
-    "quote_ident(relname) || chr(9) || (xpath('/row/c/text()', query_to_xml(format("
+    f"SELECT '@@bytes' || chr(9) || bytes FROM total UNION ALL (SELECT {_qualified('nspname', 'relname')} "
+    "|| chr(9) || (xpath('/row/c/text()', query_to_xml(format("
     "'SELECT count(*) AS c FROM %I.%I', nspname, relname), false, true, '')))[1]::text FROM t "
     f"WHERE (SELECT bytes FROM total) <= {ROW_COUNT_BUDGET} ORDER BY 1);")
 
 
-def rows_skipped_reason(table_bytes: int) -> str | None:
-    """Why a capture recorded no row counts (None when it counted them)."""
-    if table_bytes <= ROW_COUNT_BUDGET:
+def rows_skipped_reason(table_bytes: int, budget: int) -> str | None:
+    """Why a capture recorded no row counts (None when it counted them): its tables' size and the
+    budget its script ran with (both from its log, so a later change of the constant does not
+    re-decide an old capture)."""
+    if table_bytes <= budget:
         return None
     mib = 1024 * 1024
     return (f"not counted: {table_bytes / mib:,.1f} MiB of table data is over the "
-            f"{ROW_COUNT_BUDGET // mib} MiB budget for exact counts")
+            f"{budget / mib:g} MiB budget for exact counts")
 
 
 class BackupRuntime(Runtime, Protocol):
@@ -185,7 +194,7 @@ cancelled() {{ grep -qs '"status": "cancelled"' "$F.json"; }}
 cancelled && die "cancelled before it started" 10
 n=0
 while :; do
-  n=$((n + 1)); rc=0; why=""; : >"$W/rows"; : >"$W/pg_dump.err"
+  n=$((n + 1)); rc=0; why=""; : >"$W/rows"; : >"$W/bytes"; : >"$W/pg_dump.err"
   psql -XAtq {conn} -v ON_ERROR_STOP=1 <"$W/snap.in" >"$W/snap.out" 2>"$W/snap.err" &
   sp=$!
   exec 3>"$W/snap.in" 4<"$W/snap.out"
@@ -198,8 +207,8 @@ while :; do
     while IFS= read -r line <&4; do
       case "$line" in
         @@counted) counted=1; break ;;
-        @@bytes$'\\t'*) say table_bytes "${{line#*$'\\t'}}" ;;
-        *) printf '%s\\n' "$line" >>"$W/rows" ;;
+        @@bytes$'\\t'*) printf '%s' "${{line#*$'\\t'}}" >"$W/bytes" || break ;;
+        *) printf '%s\\n' "$line" >>"$W/rows" || break ;;  # a full disk: not counted, so it fails
       esac
     done
     [ -n "$counted" ] || {{ kill "$dp" 2>/dev/null; why="counting rows in the dump's snapshot failed: $(last "$W/snap.err")"; }}
@@ -223,7 +232,8 @@ done
 say in_recovery "$rec"
 pg_restore --list "$P" >"$W/toc" 2>"$W/toc.err" || die "pg_restore --list cannot read the dump: $(last "$W/toc.err")" 3
 sed 's/^/{MARK}toc /' "$W/toc"
-sed 's/^/{MARK}rows /' "$W/rows"
+sed 's/^/{MARK}rows /' "$W/rows" || die "cannot read back the row counts" 4
+[ -s "$W/bytes" ] && say table_bytes "$(cat "$W/bytes")" && say row_budget {ROW_COUNT_BUDGET}
 # openssl's SHA-256 uses the CPU's SHA extensions (several times coreutils' speed); an image without it falls back
 hash=sha256sum; command -v openssl >/dev/null && hash="openssl dgst -sha256 -r"
 sum=$($hash "$P") || die "sha256 of the dump failed" 5
@@ -377,7 +387,7 @@ def server_version_num(runtime: Runtime, container: str, *, port: int, user: str
                        sql="SHOW server_version_num"))
 
 
-COUNT_SQL = ("SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) || chr(9) || "
+COUNT_SQL = (f"SELECT {_qualified('n.nspname', 'c.relname')} || chr(9) || "
              "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, "
              "c.relname), false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
              "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "

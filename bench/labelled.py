@@ -10,7 +10,7 @@ LABEL = "org.voodu-postgres.bench"
 def remove_labelled(client: docker.DockerClient, session: str) -> None:
     """Remove the session's containers (with their anonymous volumes), volumes and networks."""
     selector = {"label": f"{LABEL}={session}"}
-    for c in client.containers.list(all=True, filters=selector):
+    for c in client.containers.list(all=True, filters=selector, ignore_removed=True):
         c.remove(force=True, v=True)
     for v in client.volumes.list(filters=selector):
         v.remove(force=True)

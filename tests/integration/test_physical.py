@@ -181,7 +181,9 @@ def test_a_restore_killed_midway_blocks_reconcile_until_it_is_run_again(c: Clust
     extract = f"{c.scope}-{c.name}.restore.extract"
     try:
         deadline = time.monotonic() + 60
-        while not c.runtime.client.containers.list(all=True, filters={"name": extract}):
+        # the low-level listing: the high-level one inspects each container it lists, and raises
+        # NotFound when the extraction ends (and its container goes) in between
+        while not c.runtime.client.api.containers(all=True, filters={"name": extract}):
             assert proc.poll() is None, "the restore ended before its extraction started"
             assert time.monotonic() < deadline, "no extraction within 60s"
             time.sleep(0.05)

@@ -106,3 +106,35 @@ def test_leases_are_per_cluster(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path)
     with cluster_lease(store, REF, "promote"), cluster_lease(store, Ref("shop", "other"), "apply", wait=False):
         pass
+
+
+class InterruptedStore(SqliteStore):
+    """The real store; ``interrupt_after`` names the one call after which a Ctrl-C / SIGTERM
+    lands (the call itself completes: the row is written, or deleted, first)."""
+
+    interrupt_after = ""
+
+    def try_lease(self, *args: object, **kwargs: object) -> Lease:
+        got = super().try_lease(*args, **kwargs)  # type: ignore[arg-type]
+        if self.interrupt_after == "try_lease":
+            self.interrupt_after = ""
+            raise KeyboardInterrupt
+        return got
+
+    def release_lease(self, scope: str, name: str, holder: str) -> None:
+        if self.interrupt_after == "release_lease":  # lands just before the delete
+            self.interrupt_after = ""
+            raise KeyboardInterrupt
+        super().release_lease(scope, name, holder)
+
+
+@pytest.mark.parametrize("where", ["try_lease", "release_lease"])
+def test_an_interrupt_while_taking_or_dropping_the_lease_leaves_none_behind(tmp_path: Path, where: str) -> None:
+    store = InterruptedStore(tmp_path)
+    store.interrupt_after = where
+    with pytest.raises(KeyboardInterrupt):
+        with cluster_lease(store, REF, "reconcile", wait=False):
+            assert where == "release_lease", "the body must not run when the acquisition was interrupted"
+    assert store.lease("shop", "db") is None
+    with cluster_lease(SqliteStore(tmp_path), REF, "apply", wait=False):  # free for the next command
+        pass

@@ -69,41 +69,60 @@ def cluster_lease(store: SqliteStore, ref: Ref, command: str, *, wait: bool = Tr
                   on_wait: Callable[[str], None] = lambda _line: None,
                   clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
                   ttl: float = TTL) -> Iterator[Lease]:
-    """Hold ``ref``'s lease for the body of the ``with`` block."""
+    """Hold ``ref``'s lease for the body of the ``with`` block.
+
+    An interrupt (Ctrl-C, or SIGTERM, which the CLI turns into one) can land anywhere — between
+    the store committing our row and ``try_lease`` returning, or in the middle of the release. So
+    the acquisition runs inside the ``try`` whose ``finally`` deletes our row (by our unique
+    holder id: a no-op when we never got it), and a release cut short by the interrupt is done
+    again before the interrupt carries on. A watcher takes and drops the lease every pass, so
+    these windows are hit in practice, and a lease left behind by a live process blocks every
+    other command until it expires."""
     pid = os.getpid()
     want = Lease(ref.scope, ref.name, uuid.uuid4().hex, pid, _pid_start(pid), socket.gethostname(), command,
                  clock(), clock() + ttl)
     deadline = clock() + timeout
     announced = ""
-    while True:
-        now = clock()
-        got = store.try_lease(Lease(**{**want.__dict__, "started": now, "expires": now + ttl}),
-                              is_dead=holder_is_dead, now=now)
-        if got.holder == want.holder:
-            want = got
-            break
-        if not wait:
-            raise LeaseBusy(f"postgres {ref} is busy: {describe(got)} is running; retry when it is done "
-                            "(or drop --no-wait to wait for it)")
-        if clock() > deadline:
-            raise LeaseBusy(f"postgres {ref} is still busy after {timeout:.0f}s: {describe(got)} is running "
-                            "(raise --lock-timeout to wait longer)")
-        if got.holder != announced:
-            on_wait(f"waiting for {describe(got)} to finish…")
-            announced = got.holder
-        sleep(POLL)
-
     stop = threading.Event()
-
-    def renew() -> None:
-        while not stop.wait(ttl / 3):
-            store.renew_lease(ref.scope, ref.name, want.holder, clock() + ttl)
-
-    renewer = threading.Thread(target=renew, name=f"lease-{ref}", daemon=True)
-    renewer.start()
+    renewer: threading.Thread | None = None
     try:
+        while True:
+            now = clock()
+            got = store.try_lease(Lease(**{**want.__dict__, "started": now, "expires": now + ttl}),
+                                  is_dead=holder_is_dead, now=now)
+            if got.holder == want.holder:
+                want = got
+                break
+            if not wait:
+                raise LeaseBusy(f"postgres {ref} is busy: {describe(got)} is running; retry when it is done "
+                                "(or drop --no-wait to wait for it)")
+            if clock() > deadline:
+                raise LeaseBusy(f"postgres {ref} is still busy after {timeout:.0f}s: {describe(got)} is running "
+                                "(raise --lock-timeout to wait longer)")
+            if got.holder != announced:
+                on_wait(f"waiting for {describe(got)} to finish…")
+                announced = got.holder
+            sleep(POLL)
+
+        def renew() -> None:
+            while not stop.wait(ttl / 3):
+                store.renew_lease(ref.scope, ref.name, want.holder, clock() + ttl)
+
+        renewer = threading.Thread(target=renew, name=f"lease-{ref}", daemon=True)
+        renewer.start()
         yield want
     finally:
         stop.set()
-        renewer.join(5)
-        store.release_lease(ref.scope, ref.name, want.holder)
+        _release(store, ref, want.holder, renewer)
+
+
+def _release(store: SqliteStore, ref: Ref, holder: str, renewer: threading.Thread | None) -> None:
+    try:
+        if renewer is not None:
+            renewer.join(5)  # a renewal after the release is harmless (it updates no row), but wait for it
+    finally:
+        try:
+            store.release_lease(ref.scope, ref.name, holder)
+        except KeyboardInterrupt:
+            store.release_lease(ref.scope, ref.name, holder)  # the CLI raises only once per SIGTERM
+            raise

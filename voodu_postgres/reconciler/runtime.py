@@ -369,7 +369,7 @@ class DockerRuntime:
         """Containers (running or not) carrying every given label."""
         filters = {"label": [f"{k}={v}" for k, v in labels.items()]}
         try:
-            found = self.client.containers.list(all=True, filters=filters)
+            found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         except APIError as exc:
             raise _failure("list containers", exc) from None
         out = []
@@ -578,7 +578,7 @@ class DockerRuntime:
         cutoff = time.time() - older_than_s
         live: set[str] = set()
         stale = []
-        for container in self.client.containers.list(all=True, filters={"label": label_key}):
+        for container in self.client.containers.list(all=True, filters={"label": label_key}, ignore_removed=True):
             created = str(container.attrs.get("Created", ""))
             try:
                 stamp = datetime.fromisoformat(created[:26].rstrip("Z") + "+00:00").timestamp()
@@ -619,7 +619,7 @@ class DockerRuntime:
     def remove_labelled(self, label: str) -> int:
         """Remove every container (with its anonymous volumes), volume and network carrying ``label``."""
         removed = 0
-        for container in self.client.containers.list(all=True, filters={"label": label}):
+        for container in self.client.containers.list(all=True, filters={"label": label}, ignore_removed=True):
             container.remove(force=True, v=True)
             removed += 1
         for volume in self.client.volumes.list(filters={"label": label}):

@@ -211,3 +211,15 @@ class Cluster:
             assert rows == want, rows
 
         eventually(check, timeout)
+
+
+def standing_cluster(runtime: DockerRuntime, work: Path, scope: str, network: str, base: dict[str, Any],
+                     standbys: list[int], **connect: Any) -> Cluster:
+    """A test module's shared cluster: on its own network (labelled for the session's clean-up),
+    applied, and every standby in ``standbys`` streaming."""
+    cluster = Cluster(runtime=runtime, scope=scope, name="db", home=work / "home", workdir=work, network=network,
+                      base=base)
+    runtime.ensure_network(cluster.network, labels={TEST_LABEL: SESSION})
+    cluster.apply().ok()
+    cluster.wait_streaming(standbys, **connect)
+    return cluster

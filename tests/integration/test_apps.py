@@ -25,7 +25,7 @@ import pytest
 
 from tests.fake_controller import FakeController, dispatch
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
-from tests.integration.helpers_cli import LABELS_ENV, Cluster, eventually
+from tests.integration.helpers_cli import LABELS_ENV, Cluster, eventually, standing_cluster
 from voodu_postgres.reconciler.expand import expand
 from voodu_postgres.reconciler.runtime import DockerRuntime
 from voodu_postgres.reconciler.spec import load_spec
@@ -38,13 +38,9 @@ PORT, USER, DB = 5433, "appuser", "appdata"
 @pytest.fixture(scope="module")
 def c(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("apps")
-    cluster = Cluster(runtime=runtime, scope=f"a{SESSION}", name="db", home=work / "home", workdir=work,
-                      network=f"vpg-{SESSION}-apps",
-                      base={"port": PORT, "user": USER, "database": DB, "replicas": 3,
-                            "pg_config": {"log_statement": "all"}})
-    runtime.ensure_network(cluster.network, labels={TEST_LABEL: SESSION})
-    cluster.apply().ok()
-    cluster.wait_streaming([1, 2], port=PORT, user=USER, dbname=DB)
+    cluster = standing_cluster(runtime, work, f"a{SESSION}", f"vpg-{SESSION}-apps",
+                               {"port": PORT, "user": USER, "database": DB, "replicas": 3,
+                                "pg_config": {"log_statement": "all"}}, [1, 2], port=PORT, user=USER, dbname=DB)
     with cluster.connect(0, port=PORT, user=USER, dbname=DB) as conn:
         conn.execute("CREATE TABLE t (id bigint PRIMARY KEY)")
     yield cluster

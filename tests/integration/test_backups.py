@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import SESSION, TEST_LABEL
-from tests.integration.helpers_cli import Cluster, eventually
+from tests.integration.helpers_cli import Cluster, eventually, standing_cluster
 from voodu_postgres.reconciler.runtime import DockerRuntime
 
 pytestmark = pytest.mark.integration
@@ -27,11 +27,8 @@ CHECKSUM = "SELECT md5(coalesce(string_agg(id::text || ':' || v, ',' ORDER BY id
 @pytest.fixture(scope="module")
 def c(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("backups")
-    cluster = Cluster(runtime=runtime, scope=f"b{SESSION}", name="db", home=work / "home", workdir=work,
-                      network=f"vpg-{SESSION}-bk", base={"user": USER, "database": DB, "replicas": 2})
-    runtime.ensure_network(cluster.network, labels={TEST_LABEL: SESSION})
-    cluster.apply().ok()
-    cluster.wait_streaming([1], user=USER, dbname=DB)
+    cluster = standing_cluster(runtime, work, f"b{SESSION}", f"vpg-{SESSION}-bk",
+                               {"user": USER, "database": DB, "replicas": 2}, [1], user=USER, dbname=DB)
     sql(cluster, "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL)",
         "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 5000) g",
         "CREATE TABLE other (k int)", "INSERT INTO other VALUES (1), (2), (3)")

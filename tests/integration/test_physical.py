@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
-from tests.integration.helpers_cli import Cluster, eventually
+from tests.integration.helpers_cli import Cluster, eventually, standing_cluster
 from tests.tarfiles import tar_bytes
 from voodu_postgres.reconciler.physical_model import INTENT_KEY
 from voodu_postgres.reconciler.runtime import DockerRuntime
@@ -42,12 +42,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def c(runtime: DockerRuntime, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     work = tmp_path_factory.mktemp("physical")
-    cluster = Cluster(runtime=runtime, scope=f"p{SESSION}", name="db", home=work / "home", workdir=work,
-                      network=f"vpg-{SESSION}-ph", base={"user": USER, "database": DB, "replicas": 2})
-    runtime.ensure_network(cluster.network, labels={TEST_LABEL: SESSION})
     (work / "out").mkdir()
-    cluster.apply().ok()
-    cluster.wait_streaming([1], user=USER, dbname=DB)
+    cluster = standing_cluster(runtime, work, f"p{SESSION}", f"vpg-{SESSION}-ph",
+                               {"user": USER, "database": DB, "replicas": 2}, [1], user=USER, dbname=DB)
     sql(cluster, "CREATE TABLE items (id bigint PRIMARY KEY, v text NOT NULL)",
         "INSERT INTO items SELECT g, md5(g::text) FROM generate_series(1, 20000) g")
     yield cluster

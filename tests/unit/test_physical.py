@@ -30,7 +30,7 @@ from voodu_postgres.reconciler.backups import PGPASS_MOUNT
 from voodu_postgres.reconciler.desired import derive
 from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, expand
 from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult
+from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult, RuntimeFailure
 from voodu_postgres.reconciler.spec import load_spec
 from voodu_postgres.reconciler.store import SqliteStore
 from voodu_postgres.render import scram
@@ -281,6 +281,11 @@ class BasebackupDocker:
             (Path(out) / "parts" / part).write_bytes(data)
         self.exited[name] = self.exit_code
 
+    def wait_exit(self, name: str, timeout: float) -> int | None:  # Docker's wait: the helpers exit at once here
+        if name not in self.exited:
+            raise RuntimeFailure(f"container {name} not found")
+        return self.exited[name]
+
     def exit_code_of(self, name: str) -> int | None:
         return self.exited.get(name)
 
@@ -414,6 +419,11 @@ class RestoreDocker:
                               "sql_mode": stat.S_IMODE(sql.stat().st_mode) if sql else None}
         self.events.append(f"helper {what}")
         self.exited[name] = 2 if what == self.fail_helper else 0
+
+    def wait_exit(self, name: str, timeout: float) -> int | None:  # Docker's wait: the helpers exit at once here
+        if name not in self.exited:
+            raise RuntimeFailure(f"container {name} not found")
+        return self.exited[name]
 
     def exit_code_of(self, name: str) -> int | None:
         return self.exited.get(name)

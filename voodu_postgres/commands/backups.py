@@ -487,21 +487,10 @@ def _estimate(c: Cluster, source: int) -> int:
         return 0
 
 
-def _wait(c: Cluster, name: str, timeout: float) -> int | None:
-    """The capture's exit code once it has stopped, None while it runs after ``timeout`` (-1 when
-    its container was removed under us: a cancel, a delete)."""
-    try:
-        return c.runtime.wait_exit(name, timeout)
-    except RuntimeFailure:
-        if c.runtime.container_state(name) is not None:
-            raise
-        return -1
-
-
 def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: int, *, quiet: bool) -> int:
     """Watch a capture until its container exits (progress with rich); its exit code."""
     if quiet:  # nothing to draw: one blocking wait at a time, no wake-ups taking CPU from the dump
-        while (code := _wait(c, name, 30)) is None:
+        while (code := fx.wait_or_gone(c.runtime, name, 30)) is None:
             pass
         return code
     from rich.console import Console
@@ -521,7 +510,7 @@ def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: i
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task("dump", total=estimate or None)
         while True:
-            code = _wait(c, name, 0.5)  # returns the moment the capture exits: no poll interval
+            code = fx.wait_or_gone(c.runtime, name, 0.5)  # returns the moment the capture exits: no poll interval
             size = 0
             for path in (partial, dump):
                 try:
@@ -821,7 +810,7 @@ def _verify(c: Cluster, row: BackupRow) -> tuple[bool, str]:
     if meta.sha256 and _sha256(c.path(row.filename)) != meta.sha256:
         problems.append("sha256 differs from the one recorded at capture (the file changed or is corrupt)")
     else:
-        labels = {**fx.backup_labels(c.ref), **c.mode.env.extra_labels(), fx.ROLE_LABEL: "backup-verify"}
+        labels = {**fx.backup_labels(c.ref, "backup-verify"), **c.mode.env.extra_labels()}
         code, log = fx.run_verify(c.runtime, image=c.facts.spec.image, name=f"{c.ref.app_id}.bk.verify.{row.ref}",
                                   backups_dir=c.directory, filename=row.filename, labels=labels)
         parsed = fx.parse_capture_log(log)

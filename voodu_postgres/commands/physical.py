@@ -31,15 +31,15 @@ from voodu_postgres.commands.mode import Mode
 from voodu_postgres.errors import CommandError, UsageError, VooduError
 from voodu_postgres.reconciler import physical as fx
 from voodu_postgres.reconciler import physical_model as pm
-from voodu_postgres.reconciler.backups import ROLE_LABEL, BackupRuntime
+from voodu_postgres.reconciler.backups import BackupRuntime, backup_labels
 from voodu_postgres.reconciler.expand import REPLICATION_PASSWORD_KEY
 from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.reconciler.plan import roles_of
 from voodu_postgres.reconciler.spec import PostgresSpec
 
 
 def _labels(mode: Mode, ref: Ref, role: str) -> dict[str, str]:
-    """Labels of the helper containers: what they are and whose (never a pod's ``voodu.kind``)."""
-    return {ROLE_LABEL: role, "voodu.scope": ref.scope, "voodu.name": ref.name, **mode.env.extra_labels()}
+    return {**backup_labels(ref, role), **mode.env.extra_labels()}
 
 
 def _seconds(value: float) -> str:
@@ -84,8 +84,9 @@ def cmd_backup(args: Any, mode: Mode) -> int:
     facts = mode.load(str(ref), observe=True)
     spec = facts.spec
     pm.refuse_while_restoring(facts.bucket, ref, "a backup")
-    assert facts.desired is not None
-    roles = {o: facts.role(o) for o in range(spec.replicas)}
+    assert facts.desired is not None and facts.observed is not None
+    every = roles_of(facts.desired, facts.observed)  # classified once, not once per pod
+    roles = {o: every[o] for o in range(spec.replicas)}
     source = pm.choose_source(replicas=spec.replicas, primary=facts.primary, from_replica=args.from_replica,
                               roles=roles, ref=ref)
     state_dir = mode.state_dir(spec)

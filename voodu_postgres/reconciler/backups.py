@@ -80,15 +80,19 @@ def _qualified(schema: str, table: str) -> str:
             "chr(13), '\\r')")
 
 
+def _row_line(schema: str, table: str) -> str:
+    """The SQL of one ``schema.table<TAB>count`` line: the exact count of that table's rows."""
+    return (f"{_qualified(schema, table)} || chr(9) || (xpath('/row/c/text()', query_to_xml(format("
+            f"'SELECT count(*) AS c FROM %I.%I', {schema}, {table}), false, true, '')))[1]::text")
+
+
 #: One statement in the dump's snapshot: first ``@@bytes<TAB>N`` (the heap bytes of those tables:
 #: main fork only — count(*) reads neither TOAST nor indexes), then — only when N is within
 #: :data:`ROW_COUNT_BUDGET` — ``schema.table<TAB>count`` for each. The budget test is an InitPlan
 #: evaluated once, before any table is scanned; over budget no count runs at all.
 SNAPSHOT_COUNT_SQL = (
     f"WITH t AS MATERIALIZED ({_DUMPED_TABLES}), total AS (SELECT coalesce(sum(bytes), 0) AS bytes FROM t) "
-    f"SELECT '@@bytes' || chr(9) || bytes FROM total UNION ALL (SELECT {_qualified('nspname', 'relname')} "
-    "|| chr(9) || (xpath('/row/c/text()', query_to_xml(format("
-    "'SELECT count(*) AS c FROM %I.%I', nspname, relname), false, true, '')))[1]::text FROM t "
+    f"SELECT '@@bytes' || chr(9) || bytes FROM total UNION ALL (SELECT {_row_line('nspname', 'relname')} FROM t "
     f"WHERE (SELECT bytes FROM total) <= {ROW_COUNT_BUDGET} ORDER BY 1);")
 
 
@@ -119,8 +123,9 @@ class BackupRuntime(Runtime, Protocol):
     def wait_exit(self, name: str, timeout: float) -> int | None: ...
 
 
-def backup_labels(ref: Ref) -> dict[str, str]:
-    return {ROLE_LABEL: "backup", "voodu.scope": ref.scope, "voodu.name": ref.name}
+def backup_labels(ref: Ref, role: str = "backup") -> dict[str, str]:
+    """What a helper container of ``ref`` is (``voodu.role``) and whose (never a pod's ``voodu.kind``)."""
+    return {ROLE_LABEL: role, "voodu.scope": ref.scope, "voodu.name": ref.name}
 
 
 def job_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -340,11 +345,16 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def remove_files(*paths: Path) -> None:
@@ -352,15 +362,30 @@ def remove_files(*paths: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+#: What :func:`wait_or_gone` returns for a container removed under the caller (a cancel, a delete).
+GONE = -1
+
+
+def wait_or_gone(runtime: BackupRuntime, name: str, timeout: float) -> int | None:
+    """The container's exit code once it has stopped, None while it still runs after ``timeout``,
+    :data:`GONE` when it was removed. One blocking request (Docker's wait), not polling: the caller
+    learns of the exit at once and asks Docker nothing meanwhile."""
+    try:
+        return runtime.wait_exit(name, timeout)
+    except RuntimeFailure:
+        if runtime.container_state(name) is not None:
+            raise
+        return GONE
+
+
 def wait_exited(runtime: BackupRuntime, name: str, timeout: float = 60) -> int | None:
+    """The container's exit code once it has stopped (None when it is gone); RuntimeFailure when
+    it still runs after ``timeout``."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if runtime.container_state(name) is None:
-            return None
-        code = runtime.exit_code_of(name)
+    while (left := deadline - time.monotonic()) > 0:
+        code = wait_or_gone(runtime, name, min(left, 30))
         if code is not None:
-            return code
-        time.sleep(0.2)
+            return None if code == GONE else code
     raise RuntimeFailure(f"{name} did not stop within {timeout:.0f}s")
 
 
@@ -387,9 +412,7 @@ def server_version_num(runtime: Runtime, container: str, *, port: int, user: str
                        sql="SHOW server_version_num"))
 
 
-COUNT_SQL = (f"SELECT {_qualified('n.nspname', 'c.relname')} || chr(9) || "
-             "(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', n.nspname, "
-             "c.relname), false, true, '')))[1]::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+COUNT_SQL = (f"SELECT {_row_line('n.nspname', 'c.relname')} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
              "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
              "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1")
 
@@ -412,14 +435,24 @@ sed 's/^/{MARK}rows /' /tmp/counts
 """
 
 
+def run_helper(runtime: BackupRuntime, *, image: str, name: str, script: str,
+               binds: Mapping[str, tuple[str, str]], labels: Mapping[str, str], env: Mapping[str, str] | None = None,
+               network: str = "none", user: str = "root", timeout: float = 3600) -> ExecResult:
+    """Run ``bash -c script`` in a throw-away container and wait for it: exit code (-1 when it
+    vanished) and log. The container is removed afterwards whatever happens (also on Ctrl-C)."""
+    runtime.remove_container(name, timeout=1)  # a leftover of an interrupted run
+    runtime.run_detached(image, ["bash", "-c", script], name=name, network=network, binds=binds, env=env,
+                         user=user, labels=labels)
+    try:
+        code = wait_exited(runtime, name, timeout)
+        return ExecResult(code if code is not None else -1, runtime.logs(name))
+    finally:
+        runtime.remove_container(name, timeout=1)
+
+
 def run_verify(runtime: BackupRuntime, *, image: str, name: str, backups_dir: Path, filename: str,
                labels: Mapping[str, str], timeout: float = 3600) -> tuple[int, str]:
     """Run :func:`verify_script` in a throw-away container; its exit code and log (it is removed)."""
-    runtime.remove_container(name, timeout=1)
-    runtime.run_detached(image, ["bash", "-c", verify_script(filename)], name=name, network="none",
-                         binds={str(backups_dir): (BACKUPS_MOUNT, "ro")}, user="root", labels=labels)
-    try:
-        code = wait_exited(runtime, name, timeout)
-        return (code if code is not None else -1), runtime.logs(name)
-    finally:
-        runtime.remove_container(name, timeout=1)
+    result = run_helper(runtime, image=image, name=name, script=verify_script(filename),
+                        binds={str(backups_dir): (BACKUPS_MOUNT, "ro")}, labels=labels, timeout=timeout)
+    return result.exit_code, result.output

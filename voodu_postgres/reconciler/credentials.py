@@ -15,17 +15,10 @@ from pathlib import Path
 from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.observe import run_sql
 from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_secret
+from voodu_postgres.render.sql import ident, literal
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 REPLICATION_PASSWORD_FILE = "replication_password"
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
 
 
 def _sql(runtime: Runtime, desired: Desired, ordinal: int, sql: str) -> str:
@@ -39,13 +32,13 @@ def _sql(runtime: Runtime, desired: Desired, ordinal: int, sql: str) -> str:
 def role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str) -> str:
     """The role's stored password verifier on pod ``ordinal`` ("" when it has none)."""
     return _sql(runtime, desired, ordinal,
-                f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {_literal(role)}")
+                f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {literal(role)}")
 
 
 def set_role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str, verifier: str) -> None:
     """``ALTER ROLE … PASSWORD '<SCRAM verifier>'`` on the primary: existing sessions are not
     affected; new logins need the new password."""
-    _sql(runtime, desired, ordinal, f"ALTER ROLE {_ident(role)} PASSWORD {_literal(verifier)}")
+    _sql(runtime, desired, ordinal, f"ALTER ROLE {ident(role)} PASSWORD {literal(verifier)}")
 
 
 def write_replication_password(state_dir: Path, password: str) -> None:

@@ -23,6 +23,7 @@ from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKi
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
 from voodu_postgres.reconciler.podspec import PodSpec
 from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_assets
+from voodu_postgres.render.sql import literal
 
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
 
@@ -228,8 +229,7 @@ def set_sync_names(runtime: Runtime, desired: Desired, ordinal: int) -> str:
     """Set (or reset) ``synchronous_standby_names`` on a primary, in postgresql.auto.conf."""
     target = desired.ref.container(ordinal)
     if desired.sync_names:
-        literal = desired.sync_names.replace("'", "''")
-        statement = f"ALTER SYSTEM SET synchronous_standby_names = '{literal}'"
+        statement = f"ALTER SYSTEM SET synchronous_standby_names = {literal(desired.sync_names)}"
     else:
         statement = "ALTER SYSTEM RESET synchronous_standby_names"
     # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls

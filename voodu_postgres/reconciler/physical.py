@@ -31,7 +31,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voodu_postgres.reconciler import physical_model as pm
-from voodu_postgres.reconciler.backups import PGPASS_MOUNT, ROLE_LABEL, BackupRuntime, wait_exited
+from voodu_postgres.reconciler.backups import (
+    GONE,
+    PGPASS_MOUNT,
+    BackupRuntime,
+    backup_labels,
+    fsync_dir,
+    run_helper,
+    wait_or_gone,
+)
 from voodu_postgres.reconciler.credentials import write_replication_password
 from voodu_postgres.reconciler.expand import (
     PASSWORD_KEY,
@@ -43,8 +51,9 @@ from voodu_postgres.reconciler.model import Desired
 from voodu_postgres.reconciler.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
 from voodu_postgres.reconciler.observe import run_sql
 from voodu_postgres.reconciler.podspec import PodSpec
-from voodu_postgres.reconciler.runtime import ExecResult, RuntimeFailure, write_secret
+from voodu_postgres.reconciler.runtime import RuntimeFailure, write_secret
 from voodu_postgres.render import scram
+from voodu_postgres.render.sql import literal
 
 STOP_TIMEOUT = 60
 #: ``voodu.role`` of the helper containers (never a pod's: observe finds pods by ``voodu.kind``)
@@ -55,22 +64,6 @@ Progress = Callable[[str], None]
 
 
 # -- helper containers ---------------------------------------------------------------------------
-
-
-def run_helper(runtime: BackupRuntime, *, image: str, name: str, script: str,
-               binds: Mapping[str, tuple[str, str]], env: Mapping[str, str] | None = None,
-               network: str = "none", user: str = "root", labels: Mapping[str, str],
-               timeout: float = HELPER_TIMEOUT) -> ExecResult:
-    """Run ``bash -c script`` in a throw-away container and wait for it: exit code and log. The
-    container is removed afterwards whatever happens (also on Ctrl-C)."""
-    runtime.remove_container(name, timeout=1)  # a leftover of an interrupted run
-    runtime.run_detached(image, ["bash", "-c", script], name=name, network=network, binds=binds, env=env,
-                         user=user, labels=labels)
-    try:
-        code = wait_exited(runtime, name, timeout)
-        return ExecResult(code if code is not None else -1, runtime.logs(name))
-    finally:
-        runtime.remove_container(name, timeout=1)
 
 
 def _last_line(output: str, default: str) -> str:
@@ -194,14 +187,6 @@ def assemble(parts: Path, names: Sequence[str], target: Path) -> None:
         os.fsync(raw.fileno())
 
 
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def commit(tmp: Path, dest: Path, *, force: bool) -> None:
     """Put the finished file in place: atomically over ``dest`` with ``force``, else by a hard link,
     which fails instead of replacing a file that appeared meanwhile. Then the directory is synced."""
@@ -242,15 +227,12 @@ def take_backup(runtime: BackupRuntime, *, image: str, network: str, host: str, 
                              binds={str(work): (pm.OUT_MOUNT, "rw"), str(pgpass): (PGPASS_MOUNT, "ro")},
                              env={"PGPASSFILE": PGPASS_MOUNT, "PGCONNECT_TIMEOUT": "10"}, labels=labels)
         while True:
-            code = runtime.exit_code_of(name)
-            if code is None and runtime.container_state(name) is None:
-                code = -1  # removed under us
+            code = wait_or_gone(runtime, name, poll)  # returns at the exit: poll only paces the progress
             progress(_tree_size(parts), time.monotonic() - started)
             if code is not None:
                 break
-            time.sleep(poll)
         if code != 0:
-            reason = _last_line(runtime.logs(name), "no output") if code != -1 else "its container disappeared"
+            reason = _last_line(runtime.logs(name), "no output") if code != GONE else "its container disappeared"
             raise pm.PhysicalError(f"pg_basebackup from {host} failed (exit {code}): {reason}")
         names = pm.check_parts(p.name for p in parts.iterdir())
         tmp = work / dest.name
@@ -310,7 +292,7 @@ def _pgdata(pod: PodSpec) -> str:
 def _helper(ctx: RestoreContext, what: str, script: str, binds: Mapping[str, tuple[str, str]],
             env: Mapping[str, str], failure: str) -> str:
     result = run_helper(ctx.runtime, image=ctx.primary.image, name=ctx.helper_name(what), script=script,
-                        binds=binds, env=env, labels=ctx.labels)
+                        binds=binds, env=env, labels=ctx.labels, timeout=HELPER_TIMEOUT)
     if result.exit_code != 0:
         raise pm.PhysicalError(f"{failure} (exit {result.exit_code}): {_last_line(result.output, 'no output')}")
     return _last_line(result.output, "done")
@@ -404,25 +386,23 @@ def _check_roles(ctx: RestoreContext) -> str:
     checks = ((ctx.desired.user, PASSWORD_KEY, "rolsuper"), (ctx.replication_user, REPLICATION_PASSWORD_KEY,
                                                             "rolreplication"))
     for role, key, attribute in checks:
-        literal = "'" + role.replace("'", "''") + "'"
         row = _sql(ctx, f"SELECT {attribute} AND rolcanlogin, coalesce(rolpassword, '') FROM pg_authid "
-                        f"WHERE rolname = {literal}")
+                        f"WHERE rolname = {literal(role)}")
         flag, _, stored = row.partition("|")
         if flag != "t" or not scram.matches(ctx.bucket.get(key, ""), stored):
             raise pm.PhysicalError(f"role {role} on the restored primary does not have the bucket's {key} "
                                    f"(or lacks {attribute}); re-run the restore")
     if ctx.state_dir is not None:  # the file every pod's entrypoint prefers to its creation-time env
         write_replication_password(ctx.state_dir, ctx.bucket[REPLICATION_PASSWORD_KEY])
-    database = "'" + ctx.desired.database.replace("'", "''") + "'"
     note = ""
-    if _sql(ctx, f"SELECT count(*) FROM pg_database WHERE datname = {database}") != "1":
+    if _sql(ctx, f"SELECT count(*) FROM pg_database WHERE datname = {literal(ctx.desired.database)}") != "1":
         note = f"; ⚠ the backup has no database {ctx.desired.database} (apps linked to it will fail)"
     return f"{ctx.desired.user} and {ctx.replication_user} log in with the bucket's passwords{note}"
 
 
 def _remove_helpers(ctx: RestoreContext) -> str:
     ref = ctx.desired.ref
-    left = ctx.runtime.list_containers({ROLE_LABEL: RESTORE_ROLE, "voodu.scope": ref.scope, "voodu.name": ref.name})
+    left = ctx.runtime.list_containers(backup_labels(ref, RESTORE_ROLE))
     for info in left:
         ctx.runtime.remove_container(info.name, timeout=1)
     return f"removed {', '.join(sorted(i.name for i in left))}" if left else "none left by an earlier run"

@@ -27,6 +27,7 @@ from enum import StrEnum
 
 from voodu_postgres.errors import CommandError, UsageError
 from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.render.sql import ident, literal
 from voodu_postgres.states.pod import PodRole
 
 #: the bucket key a restore sets before its first destructive step (value: the tar's absolute path)
@@ -213,7 +214,7 @@ def wipe_script() -> str:
 def hba_replication_line(user: str) -> str:
     """The ``pg_hba.conf`` line letting ``user`` stream WAL, quoted as the initdb hook quotes it."""
     shown = user if _PLAIN_ROLE_RE.fullmatch(user) and user not in _HBA_KEYWORDS \
-        else '"' + user.replace('"', '""') + '"'
+        else ident(user)
     return f"host replication {shown} all scram-sha-256"
 
 
@@ -260,14 +261,6 @@ echo "roles set; the server replayed the backup's WAL and shut down cleanly"
 """
 
 
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
-def _ident(text: str) -> str:
-    return '"' + text.replace('"', '""') + '"'
-
-
 #: what pg_rewind needs from a non-superuser replication role (as the initdb hook grants)
 _REWIND_GRANTS = ("pg_catalog.pg_ls_dir(text, boolean, boolean)", "pg_catalog.pg_stat_file(text, boolean)",
                   "pg_catalog.pg_read_binary_file(text)",
@@ -282,15 +275,15 @@ def roles_sql(*, superuser: str, superuser_verifier: str, replication_user: str,
     commit would wait for them; the reconciler sets it again once one streams."""
 
     def ensure(role: str) -> str:
-        return (f"DO $vpg$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {_literal(role)}) "
-                f"THEN CREATE ROLE {_ident(role)}; END IF; END$vpg$;")
+        return (f"DO $vpg$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = {literal(role)}) "
+                f"THEN CREATE ROLE {ident(role)}; END IF; END$vpg$;")
 
     lines = [
         ensure(superuser),
-        f"ALTER ROLE {_ident(superuser)} WITH SUPERUSER LOGIN PASSWORD {_literal(superuser_verifier)};",
+        f"ALTER ROLE {ident(superuser)} WITH SUPERUSER LOGIN PASSWORD {literal(superuser_verifier)};",
         ensure(replication_user),
-        f"ALTER ROLE {_ident(replication_user)} WITH LOGIN REPLICATION PASSWORD {_literal(replication_verifier)};",
-        *(f"GRANT EXECUTE ON FUNCTION {fn} TO {_ident(replication_user)};" for fn in _REWIND_GRANTS),
+        f"ALTER ROLE {ident(replication_user)} WITH LOGIN REPLICATION PASSWORD {literal(replication_verifier)};",
+        *(f"GRANT EXECUTE ON FUNCTION {fn} TO {ident(replication_user)};" for fn in _REWIND_GRANTS),
         "ALTER SYSTEM RESET synchronous_standby_names;",
     ]
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from voodu_postgres.reconciler.failover import _fmt_lsn
+from voodu_postgres.reconciler.model import lsn_text
 from voodu_postgres.reconciler.repair import lsn as _lsn
 
 
@@ -12,8 +12,8 @@ from voodu_postgres.reconciler.repair import lsn as _lsn
                                         ("A/FF", (10 << 32) + 255)])
 def test_lsn_round_trip(text: str, value: int) -> None:
     assert _lsn(text) == value
-    assert _fmt_lsn(value) == text
+    assert lsn_text(value) == text
 
 
 def test_unknown_lsn_is_said_plainly() -> None:
-    assert _fmt_lsn(None) == "an unknown point"
+    assert lsn_text(None) == "an unknown point"

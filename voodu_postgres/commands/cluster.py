@@ -166,7 +166,7 @@ def _refuse_identity_change(store: Any, spec: PostgresSpec) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
-    env, store = mode.env, mode.store
+    env = mode.env
     if args.watch and args.dry_run:
         raise UsageError("reconcile: --watch and --dry-run don't combine")
     if args.interval <= 0:
@@ -191,7 +191,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
         something; the others keep the operator's interval."""
         if not spec.auto_failover:
             return float(args.interval)
-        return float(min(args.interval, max(0.2, min(PROBE_INTERVAL, spec.failover_timeout / 4))))
+        return float(min(args.interval, PROBE_INTERVAL, spec.failover_timeout / 4))  # the spec keeps it ≥ 1 s
 
     def stamp() -> str:
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -200,15 +200,16 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
         reports = []
         if args.watch:
             # re-read every pass: an apply or delete since the last pass must win, not be undone
-            recorded = {Ref(r.scope, r.name) for r in store.resources()}
-            resources = [r for r in mode.recorded([str(x) for x in recorded])
-                         if not args.refs or str(r[0].ref) in args.refs]
+            resources = [r for r in mode.recorded([]) if not args.refs or str(r[0].ref) in args.refs]
         for spec, _body, network in resources:
             key = str(spec.ref)
             if args.watch and time.monotonic() < due.get(key, 0.0):
                 continue
             due[key] = time.monotonic() + period(spec)
             ctx = mode.context(network)
+            # the slower chores (backup schedules, consumers' URLs when nothing changed) run at the
+            # operator's interval, not on every failover probe
+            chores = not args.watch or time.monotonic() >= bookkeeping.get(key, 0.0)
 
             def progress(line: str, ref: Ref = spec.ref) -> None:
                 if args.output != "text":
@@ -221,7 +222,9 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                     _refuse_while_restoring(mode, spec, "reconcile")
                     report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False, progress=progress,
                                        health=tracker)
-                    refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
+                    # after any step (a failover moves the primary) at once; otherwise with the chores
+                    refreshed = [] if args.dry_run or not (report.outcomes or chores) else \
+                        refresh_consumers(mode, spec, network)
             except (LeaseBusy, PhysicalError) as exc:
                 if not args.watch:
                     raise
@@ -250,9 +253,8 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                 _print_report(env, report, dry_run=args.dry_run)
                 for line in refreshed:
                     _say(env, f"  {line}")
-            # scheduled backups are started by the watcher (backups:schedule) — at the operator's
-            # interval, not on every failover probe: it lists containers and reads the backups dir
-            if args.watch and time.monotonic() >= bookkeeping.get(key, 0.0):
+            # scheduled backups are started by the watcher (backups:schedule)
+            if args.watch and chores:
                 bookkeeping[key] = time.monotonic() + args.interval
                 from voodu_postgres.commands.backups import run_due
 

@@ -44,7 +44,7 @@ from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_
 from voodu_postgres.reconciler.execute import set_sync_names
 from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
 from voodu_postgres.reconciler.loop import Context, reconcile
-from voodu_postgres.reconciler.model import Desired, Observed, PodStatus
+from voodu_postgres.reconciler.model import Desired, Observed, PodStatus, lsn_text
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import describe, pod_of, roles_of, streams_from_primary
 from voodu_postgres.reconciler.runtime import RuntimeFailure, write_state
@@ -300,15 +300,9 @@ def _fence_failover(ctx: Context, cluster: Cluster, target: int, *, yes: bool, p
     ahead = f", {received[best] - mine} bytes behind {d.app_name(best)}" if mine is not None and best != target \
         and received[best] > mine else ""
     note = (f" — failover: {d.app_name(old)} was down; {d.app_name(target)} had received WAL up to "
-            f"{_fmt_lsn(mine)}{ahead}; writes after that point on {d.app_name(old)} are lost")
+            f"{lsn_text(mine)}{ahead}; writes after that point on {d.app_name(old)} are lost")
     progress(note.strip(" —"))
     return note
-
-
-def _fmt_lsn(value: int | None) -> str:
-    if value is None:
-        return "an unknown point"
-    return f"{value >> 32:X}/{value & 0xFFFFFFFF:X}"
 
 
 def _repoint(ctx: Context, cluster: Cluster, ordinal: int, primary: int, progress: Progress) -> None:

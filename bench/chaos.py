@@ -32,7 +32,7 @@ from tests.integration.chaos import (  # noqa: E402
 )
 from tests.integration.conftest import SESSION, TEST_LABEL  # noqa: E402
 from tests.integration.helpers_cli import Cluster  # noqa: E402
-from voodu_postgres.reconciler.runtime import DockerRuntime  # noqa: E402
+from voodu_postgres.adapters.docker import DockerRuntime  # noqa: E402
 
 ROTATION = ("promote", "promote", "rejoin", "concurrent", "apply")
 

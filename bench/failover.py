@@ -40,9 +40,10 @@ from tests.integration.chaos import spawn  # noqa: E402
 from tests.integration.conftest import SESSION, TEST_LABEL  # noqa: E402
 from tests.integration.helpers_cli import Cluster  # noqa: E402
 from tests.integration.load import assert_healed, dial, kill, primary_ordinal, q  # noqa: E402
-from voodu_postgres.reconciler.expand import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, REJOIN_KEY  # noqa: E402
-from voodu_postgres.reconciler.runtime import DockerRuntime  # noqa: E402
-from voodu_postgres.reconciler.spec import DEFAULT_FAILOVER_TIMEOUT  # noqa: E402
+from voodu_postgres.adapters.docker import DockerRuntime  # noqa: E402
+from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY
+from voodu_postgres.domain.spec import DEFAULT_FAILOVER_TIMEOUT  # noqa: E402
+from voodu_postgres.render.expansion import REJOIN_KEY  # noqa: E402
 
 
 class FirstWrite(threading.Thread):

@@ -28,7 +28,7 @@ fi
 # without Docker (the in-memory runtime); then everything that runs against real Docker.
 echo "== pytest: unit (coverage floor 85% for execute, loop, failover)"
 COVERAGE_FILE=.coverage.unit run_pytest -m "not integration" --cov=voodu_postgres.reconciler.execute \
-	--cov=voodu_postgres.reconciler.loop --cov=voodu_postgres.reconciler.failover --cov-report=term \
+	--cov=voodu_postgres.reconciler.loop --cov=voodu_postgres.reconciler.switchover --cov-report=term \
 	--cov-fail-under=85
 echo "== pytest: integration (real Docker and Postgres)"
 run_pytest -m integration

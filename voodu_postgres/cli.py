@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from voodu_postgres import __version__
 from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, envelope_error
-from voodu_postgres.errors import CommandError, UsageError, VooduError
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK
+from voodu_postgres.domain.errors import CommandError, UsageError, VooduError
+from voodu_postgres.domain.naming import DEFAULT_NETWORK
 
 if TYPE_CHECKING:
     from voodu_postgres.commands.mode import Mode
@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None, env: Env | None = None) -> int:
 
 
 def _classify(exc: Exception) -> tuple[int, str]:
-    from voodu_postgres.reconciler.spec import printable
+    from voodu_postgres.domain.spec import printable
 
     if isinstance(exc, UsageError):
         return exc.exit_code, printable(str(exc))  # bad usage is one line, whatever the arguments held
@@ -530,7 +530,7 @@ def _dispatch(argv: list[str], env: Env) -> int:
 
         return files.cmd_validate(args, env)
 
-    from voodu_postgres.reconciler.store import SqliteStore, resolve_home
+    from voodu_postgres.adapters.store import SqliteStore, resolve_home
 
     home = resolve_home(args.home, env.environ)
     store = SqliteStore(home)
@@ -575,7 +575,7 @@ def _stdin_is_tty(env: Env) -> bool:
 
 
 def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
-    from voodu_postgres.commands.controller import read_invocation
+    from voodu_postgres.adapters.controller import read_invocation
     from voodu_postgres.commands.plugin import PluginMode
 
     if args.command not in PLUGIN_COMMANDS:

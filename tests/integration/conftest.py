@@ -22,11 +22,12 @@ import psycopg
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.podspec import PodSpec, build_pod
-from voodu_postgres.reconciler.runtime import DockerRuntime, write_assets
-from voodu_postgres.reconciler.spec import PostgresSpec, load_spec
-from voodu_postgres.reconciler.store import SqliteStore
+from voodu_postgres.adapters.docker import DockerRuntime
+from voodu_postgres.adapters.files import write_assets
+from voodu_postgres.adapters.store import SqliteStore
+from voodu_postgres.domain.podspec import PodSpec, build_pod
+from voodu_postgres.domain.spec import PostgresSpec, load_spec
+from voodu_postgres.render.expansion import expand
 
 TEST_LABEL = "org.voodu-postgres.test"
 IMAGE = os.environ.get("VOODU_POSTGRES_TEST_IMAGE", "voodu-postgres-local:15")

@@ -21,11 +21,11 @@ import psycopg
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
+from voodu_postgres.adapters.docker import DockerRuntime
+from voodu_postgres.adapters.store import SqliteStore
 from voodu_postgres.cli import main
 from voodu_postgres.commands.base import Env
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import DockerRuntime
-from voodu_postgres.reconciler.store import SqliteStore
+from voodu_postgres.domain.naming import Ref
 
 T = TypeVar("T")
 

@@ -19,7 +19,7 @@ import psycopg
 
 from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster, Run, eventually
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
 
 MiB = 1024 * 1024
 _numbers = itertools.count()

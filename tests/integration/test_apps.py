@@ -26,9 +26,9 @@ import pytest
 from tests.fake_controller import FakeController, dispatch
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
 from tests.integration.helpers_cli import LABELS_ENV, Cluster, eventually, standing_cluster
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.runtime import DockerRuntime
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.adapters.docker import DockerRuntime
+from voodu_postgres.domain.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 pytestmark = pytest.mark.integration
 

@@ -36,8 +36,8 @@ from tests.integration.load import (
     primary_ordinal,
     q,
 )
-from voodu_postgres.reconciler.model import lsn_value
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
+from voodu_postgres.domain.model import lsn_value
 
 pytestmark = pytest.mark.integration
 

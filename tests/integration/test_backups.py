@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.conftest import SESSION, TEST_LABEL
 from tests.integration.helpers_cli import Cluster, eventually, standing_cluster
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
 
 pytestmark = pytest.mark.integration
 
@@ -269,12 +269,12 @@ def test_listing_every_cluster_and_bad_ids(c: Cluster, tmp_path: Path) -> None:
 def test_schedule_is_recorded_shown_by_info_and_started_when_due(c: Cluster) -> None:
     from datetime import UTC, datetime, timedelta
 
+    from voodu_postgres.adapters.store import SqliteStore
     from voodu_postgres.commands.backups import run_due
     from voodu_postgres.commands.base import Env
     from voodu_postgres.commands.local import LocalMode
-    from voodu_postgres.commands.schedule import next_fire
-    from voodu_postgres.reconciler.naming import Ref
-    from voodu_postgres.reconciler.store import SqliteStore
+    from voodu_postgres.domain.naming import Ref
+    from voodu_postgres.domain.schedule import next_fire
 
     bad = c.cli("backups:schedule", c.ref, "--at", "0 3 * *")
     assert bad.code == 2 and "need 5 fields" in bad.err
@@ -352,8 +352,8 @@ def test_plugin_mode_lists_fetches_shows_logs_and_restores(c: Cluster) -> None:
     from tests.fake_controller import FakeController
     from tests.fake_controller import dispatch as plugin_dispatch
     from tests.integration.conftest import IMAGE
-    from voodu_postgres.reconciler.expand import expand
-    from voodu_postgres.reconciler.spec import load_spec
+    from voodu_postgres.domain.spec import load_spec
+    from voodu_postgres.render.expansion import expand
 
     before = sql(c, CHECKSUM)[0][0]
     result = capture(c)

@@ -18,7 +18,7 @@ import pytest
 from tests.integration.chaos import Outcome, apply_killed, concurrent_promotes, promote_killed, rejoin_killed
 from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
 
 pytestmark = pytest.mark.integration
 

@@ -37,7 +37,7 @@ from tests.integration.load import (
     q,
     wait_replayed,
 )
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
 
 pytestmark = pytest.mark.integration
 

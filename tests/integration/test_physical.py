@@ -29,8 +29,8 @@ import pytest
 from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
 from tests.integration.helpers_cli import Cluster, eventually, standing_cluster
 from tests.tarfiles import tar_bytes
-from voodu_postgres.reconciler.physical_model import INTENT_KEY
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
+from voodu_postgres.domain.physical import INTENT_KEY
 
 pytestmark = pytest.mark.integration
 
@@ -206,8 +206,8 @@ def test_a_restore_killed_midway_blocks_reconcile_until_it_is_run_again(c: Clust
 
 def test_under_voodu_backup_writes_on_the_host_and_restore_refuses(c: Cluster) -> None:
     from tests.fake_controller import FakeController, dispatch
-    from voodu_postgres.reconciler.expand import expand
-    from voodu_postgres.reconciler.spec import load_spec
+    from voodu_postgres.domain.spec import load_spec
+    from voodu_postgres.render.expansion import expand
 
     spec = load_spec(c.scope, c.name, {**c.base, "image": IMAGE})
     with FakeController() as ctl:

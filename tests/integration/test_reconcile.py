@@ -25,7 +25,7 @@ import pytest
 
 from tests.integration.conftest import SESSION
 from tests.integration.helpers_cli import Cluster, eventually, run_cli
-from voodu_postgres.reconciler.runtime import DockerRuntime
+from voodu_postgres.adapters.docker import DockerRuntime
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""An in-memory :class:`~voodu_postgres.reconciler.runtime.Runtime` with a simulated Postgres per pod.
+"""An in-memory :class:`~voodu_postgres.adapters.docker.Runtime` with a simulated Postgres per pod.
 
 Good enough to run the real observe → plan → execute loop (``loop.reconcile``) to convergence in
 unit tests, without Docker and without ever really sleeping:
@@ -50,15 +50,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
+from voodu_postgres.adapters.store import SqliteStore
+from voodu_postgres.domain.model import Desired, Observed
+from voodu_postgres.domain.naming import DATA_MOUNT, Ref
+from voodu_postgres.domain.podspec import STATE_MOUNT, PodSpec
+from voodu_postgres.domain.spec import PostgresSpec, load_spec
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.loop import Context, Progress, Report, apply_actions, reconcile, seed_actions
-from voodu_postgres.reconciler.model import Desired, Observed
-from voodu_postgres.reconciler.naming import DATA_MOUNT, Ref
 from voodu_postgres.reconciler.observe import snapshot
-from voodu_postgres.reconciler.podspec import STATE_MOUNT, PodSpec
-from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult, RuntimeFailure
-from voodu_postgres.reconciler.spec import PostgresSpec, load_spec
-from voodu_postgres.reconciler.store import SqliteStore
 from voodu_postgres.render.statefulset import ASSET_MOUNTS, WRAPPER_PATH
 
 OVERRIDES_MOUNT = ASSET_MOUNTS["pg_overrides_conf"]

@@ -12,9 +12,9 @@ from psycopg.conninfo import conninfo_to_dict
 
 from voodu_postgres.commands.apps import consumer_refresh, decide_link, decide_unlink
 from voodu_postgres.commands.facts import Facts, parse_consumers
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.spec import load_spec
 from voodu_postgres.render.urls import database_urls
 
 PW = "f" * 64
@@ -165,7 +165,7 @@ def test_refresh_after_a_new_password_and_after_scaling() -> None:
 
 
 def test_non_ascii_digits_in_the_bucket_are_not_numbers() -> None:
-    from voodu_postgres.reconciler.expand import ordinals, primary_ordinal
+    from voodu_postgres.domain.keys import ordinals, primary_ordinal
 
     assert primary_ordinal({"PG_PRIMARY_ORDINAL": "²"}) == 0
     assert ordinals("1,²,٣") == frozenset({1})

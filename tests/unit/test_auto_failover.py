@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 
 from tests.unit.fake_runtime import Harness
-from voodu_postgres.reconciler import repair
-from voodu_postgres.reconciler.expand import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, SWITCHOVER_KEY
-from voodu_postgres.reconciler.health import FAILOVER_COOLDOWN, HealthTracker, primary_problem
+from voodu_postgres.adapters.docker import ExecResult, RuntimeFailure
+from voodu_postgres.domain.health import FAILOVER_COOLDOWN, HealthTracker, primary_problem
+from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, SWITCHOVER_KEY
+from voodu_postgres.domain.model import Observed, PgStatus, PodStatus
+from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
-from voodu_postgres.reconciler.model import Observed, PgStatus, PodStatus
-from voodu_postgres.reconciler.runtime import ExecResult, RuntimeFailure
 
 WALL0 = 1_800_000_000.0
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from voodu_postgres.commands import backup_model as bm
-from voodu_postgres.commands.backup_model import (
+from voodu_postgres.domain import backups as bm
+from voodu_postgres.domain.backup_status import BackupState
+from voodu_postgres.domain.backups import (
     BackupContainer,
     BackupError,
     BackupFile,
@@ -20,9 +21,8 @@ from voodu_postgres.commands.backup_model import (
     RetentionPolicy,
     Verification,
 )
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.states.backup import BackupState
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import Ref
 
 S = BackupState
 TS = datetime(2026, 5, 5, 2, 0, tzinfo=UTC)

@@ -9,17 +9,15 @@ from pathlib import Path
 import pytest
 from transitions import MachineError
 
-from voodu_postgres.errors import CommandError
+from voodu_postgres.domain.backup_status import BackupObservation, BackupState, classify
+from voodu_postgres.domain.errors import CommandError
 from voodu_postgres.states import mermaid
 from voodu_postgres.states.backup import (
     BACKUP_TRANSITIONS,
     TRIGGERS,
     BackupMachine,
-    BackupObservation,
     BackupRefused,
-    BackupState,
     BackupView,
-    classify,
     ensure,
     may,
     refusal,

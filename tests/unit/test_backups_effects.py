@@ -15,15 +15,15 @@ from typing import Any
 
 import pytest
 
+from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
 from voodu_postgres.cli import main
 from voodu_postgres.commands import backups as cmd
 from voodu_postgres.commands.backups import backups_dir_of
 from voodu_postgres.commands.base import Env
 from voodu_postgres.commands.facts import Facts
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.spec import load_spec
 from voodu_postgres.reconciler import backups as fx
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
-from voodu_postgres.reconciler.spec import load_spec
 
 REF = Ref("shop", "db")
 
@@ -319,7 +319,7 @@ def test_a_failed_capture_is_recorded_failed_with_the_reason_and_its_partial_rem
 
 
 def test_a_recorded_cancel_stays_cancelled(tmp_path: Path) -> None:
-    from voodu_postgres.commands.backup_model import BackupMetadata
+    from voodu_postgres.domain.backups import BackupMetadata
 
     (tmp_path / f"{FILE}.partial").write_bytes(b"12")
     fx.write_atomic(tmp_path / f"{FILE}.json", BackupMetadata(id=1, file=FILE, status="cancelled", reason="by me")
@@ -355,9 +355,9 @@ def test_the_captures_own_keep_is_applied_once_counting_it(tmp_path: Path) -> No
 
 
 def test_a_bare_word_lists_that_scope_and_the_unscoped_cluster_of_that_name(tmp_path: Path) -> None:
+    from voodu_postgres.adapters.store import SqliteStore
     from voodu_postgres.commands.local import LocalMode
-    from voodu_postgres.reconciler.expand import expand
-    from voodu_postgres.reconciler.store import SqliteStore
+    from voodu_postgres.render.expansion import expand
 
     store = SqliteStore(tmp_path / "home")
     for scope, name in (("db", "main"), ("", "db"), ("other", "x")):
@@ -373,7 +373,7 @@ def test_a_bare_word_lists_that_scope_and_the_unscoped_cluster_of_that_name(tmp_
 
 
 def test_a_capture_cancelled_before_it_started_dumps_nothing(tmp_path: Path) -> None:
-    from voodu_postgres.commands.backup_model import BackupMetadata
+    from voodu_postgres.domain.backups import BackupMetadata
 
     result, backups, stub = run_capture(tmp_path, sidecar=BackupMetadata(id=1, file=FILE, status="cancelled").to_json())
     assert result.returncode == 10 and "capture failed: cancelled before it started" in result.stderr

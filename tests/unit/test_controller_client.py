@@ -13,14 +13,14 @@ from urllib.request import Request, urlopen
 import pytest
 
 from tests.fake_controller import FakeController
-from voodu_postgres.commands.controller import (
+from voodu_postgres.adapters.controller import (
     DEFAULT_CONTROLLER_URL,
     ControllerClient,
     ControllerError,
     Invocation,
     read_invocation,
 )
-from voodu_postgres.errors import CommandError, VooduError
+from voodu_postgres.domain.errors import CommandError, VooduError
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import pytest
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from tests.unit.fake_runtime import Harness
+from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
+from voodu_postgres.domain.model import Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.execute import default_retrying, execute, set_sync_names
-from voodu_postgres.reconciler.model import Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.plan import plan
-from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure
 
 BAD = "no_such_parameter"
 

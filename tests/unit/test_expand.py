@@ -6,8 +6,9 @@ import itertools
 import re
 from typing import Any
 
-from voodu_postgres.reconciler.expand import expand, generate_password
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.keys import generate_password
+from voodu_postgres.domain.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 SEQ = itertools.count()
 

@@ -19,10 +19,11 @@ from typing import Any
 import pytest
 
 from tests.unit.fake_runtime import Harness, fmt_lsn
-from voodu_postgres.reconciler import failover, repair
-from voodu_postgres.reconciler.failover import FailoverError
-from voodu_postgres.reconciler.runtime import RuntimeFailure
-from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.domain.spec import PostgresSpec
+from voodu_postgres.reconciler import effects as repair
+from voodu_postgres.reconciler import switchover as failover
+from voodu_postgres.reconciler.switchover import FailoverError
 
 REF = "shop/db"
 

@@ -39,10 +39,10 @@ from hypothesis import HealthCheck, event, given, note, settings
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
+from voodu_postgres.adapters.store import SqliteStore
 from voodu_postgres.cli import main
 from voodu_postgres.commands.base import Env
-from voodu_postgres.reconciler.spec import printable
-from voodu_postgres.reconciler.store import SqliteStore
+from voodu_postgres.domain.spec import printable
 
 EXAMPLES = int(os.environ.get("VOODU_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
@@ -358,7 +358,7 @@ def _check_apply_would_build(path: Path) -> None:
     """What validate accepts, apply's container build accepts too (every pod of a small cluster)."""
     from voodu_postgres.commands.files import read_files
     from voodu_postgres.reconciler.desired import derive
-    from voodu_postgres.reconciler.expand import expand
+    from voodu_postgres.render.expansion import expand
 
     for contents in read_files([str(path)]):
         for spec in contents.specs:
@@ -396,7 +396,7 @@ def test_fuzz_hcl_validate_and_render(text: str, as_bytes: bytes | None) -> None
 
 def _load(path: Path, cache_dir: Path | None) -> object:
     from voodu_postgres.commands.files import read_files
-    from voodu_postgres.errors import CommandError
+    from voodu_postgres.domain.errors import CommandError
 
     try:
         return [(c.specs, c.others, c.bodies) for c in read_files([str(path)], cache_dir=cache_dir)]
@@ -734,7 +734,7 @@ def test_validate_reports_what_the_container_build_would_reject_one_line_per_fie
     home = tmp_path / "home"
     assert run(["--home", str(home), "render", "-f", str(path)]).err == result.err
     from voodu_postgres.commands.files import read_files
-    from voodu_postgres.errors import CommandError
+    from voodu_postgres.domain.errors import CommandError
 
     with pytest.raises(CommandError):
         read_files([str(path)], cache_dir=home / "cache")

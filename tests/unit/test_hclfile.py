@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from voodu_postgres.reconciler.hclfile import HCLSyntaxError, load_text, parse_blocks
-from voodu_postgres.reconciler.spec import SpecError
+from voodu_postgres.domain.hcl import HCLSyntaxError, parse_blocks
+from voodu_postgres.domain.spec import SpecError
+from voodu_postgres.render.validate import load_text
 
 FULL = '''
 # a comment

@@ -5,7 +5,7 @@ from __future__ import annotations
 from tests.unit.test_plan import a_primary, a_standby, booting, desired_for, observed
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.commands.info import format_info, info_snapshot, redact
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.spec import load_spec
 
 SECRET = "f" * 64
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_runtime import Harness
-from voodu_postgres.reconciler import failover
-from voodu_postgres.reconciler.model import StepKind
-from voodu_postgres.reconciler.runtime import write_state
+from voodu_postgres.adapters.files import write_state
+from voodu_postgres.domain.model import StepKind
+from voodu_postgres.reconciler import switchover as failover
 
 pytestmark = pytest.mark.usefixtures("never_really_sleep")
 

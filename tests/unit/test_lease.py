@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from voodu_postgres.reconciler.lease import LeaseBusy, cluster_lease
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.store import Lease, SqliteStore
+from voodu_postgres.adapters.lease import LeaseBusy, cluster_lease
+from voodu_postgres.adapters.store import Lease, SqliteStore
+from voodu_postgres.domain.naming import Ref
 
 REF = Ref("shop", "db")
 
@@ -69,9 +69,9 @@ def test_a_holder_killed_with_sigkill_is_taken_over_at_once(tmp_path: Path) -> N
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
-        from voodu_postgres.reconciler.lease import cluster_lease
-        from voodu_postgres.reconciler.naming import Ref
-        from voodu_postgres.reconciler.store import SqliteStore
+        from voodu_postgres.adapters.lease import cluster_lease
+        from voodu_postgres.domain.naming import Ref
+        from voodu_postgres.adapters.store import SqliteStore
         with cluster_lease(SqliteStore(Path({str(tmp_path)!r})), Ref("shop", "db"), "promote", ttl=3600):
             print("held", flush=True)
             time.sleep(600)

@@ -9,13 +9,14 @@ from typing import Any
 import pytest
 
 from tests.unit.fake_runtime import FakeClock, Harness
-from voodu_postgres.reconciler import failover, loop
-from voodu_postgres.reconciler.actions import Action
+from voodu_postgres.adapters.files import write_state
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.model import Desired, Observed, Plan, Wait
+from voodu_postgres.domain.spec import SpecError
+from voodu_postgres.reconciler import loop
+from voodu_postgres.reconciler import switchover as failover
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.model import Desired, Observed, Plan, Wait
 from voodu_postgres.reconciler.plan import plan as real_plan
-from voodu_postgres.reconciler.runtime import write_state
-from voodu_postgres.reconciler.spec import SpecError
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 pytestmark = pytest.mark.usefixtures("never_really_sleep")

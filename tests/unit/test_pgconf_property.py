@@ -13,13 +13,8 @@ import re
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from voodu_postgres.render.pgconf import (
-    PG_CONFIG_KEY_RE,
-    format_pg_value,
-    is_valid_pg_config_key,
-    quote_pg_string,
-    render_overrides_conf,
-)
+from voodu_postgres.domain.spec import PG_CONFIG_KEY_RE, is_valid_pg_config_key
+from voodu_postgres.render.pgconf import format_pg_value, quote_pg_string, render_overrides_conf
 
 # The conf lexer's quoted-string token: quote, then plain characters, backslash pairs or doubled
 # quotes, then quote.

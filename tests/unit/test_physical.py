@@ -19,22 +19,23 @@ import pytest
 
 from tests.tarfiles import tar_bytes
 from tests.unit.fake_runtime import FakeRuntime
+from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
+from voodu_postgres.adapters.store import SqliteStore
 from voodu_postgres.cli import main
 from voodu_postgres.commands import cluster
 from voodu_postgres.commands.base import Env
 from voodu_postgres.commands.local import LocalMode
-from voodu_postgres.errors import CommandError, UsageError
+from voodu_postgres.domain import physical as pm
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.domain.spec import load_spec
 from voodu_postgres.reconciler import physical as fx
-from voodu_postgres.reconciler import physical_model as pm
 from voodu_postgres.reconciler.backups import PGPASS_MOUNT
 from voodu_postgres.reconciler.desired import derive
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, expand
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult, RuntimeFailure
-from voodu_postgres.reconciler.spec import load_spec
-from voodu_postgres.reconciler.store import SqliteStore
 from voodu_postgres.render import scram
-from voodu_postgres.states.pod import PodRole
+from voodu_postgres.render.expansion import expand
 
 REF = Ref("shop", "db")
 

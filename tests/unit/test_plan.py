@@ -7,9 +7,7 @@ from typing import Any
 
 import pytest
 
-from voodu_postgres.reconciler.desired import derive
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.model import (
+from voodu_postgres.domain.model import (
     Desired,
     Observed,
     PendingSetting,
@@ -18,8 +16,10 @@ from voodu_postgres.reconciler.model import (
     Replica,
     StepKind,
 )
+from voodu_postgres.domain.spec import load_spec
+from voodu_postgres.reconciler.desired import derive
 from voodu_postgres.reconciler.plan import plan
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 
 def desired_for(replicas: int = 3, primary: int = 0, **body: Any) -> Desired:

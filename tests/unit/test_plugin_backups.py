@@ -17,13 +17,13 @@ import pytest
 
 from tests.fake_controller import FakeController
 from tests.fake_controller import dispatch as plugin_dispatch
-from voodu_postgres.commands import backup_model as bm
+from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
 from voodu_postgres.commands import plugin as plugin_mod
+from voodu_postgres.domain import backups as bm
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.spec import load_spec
 from voodu_postgres.reconciler import backups as fx
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 REF = Ref("shop", "db")
 GOOD_LOG = ("@@vpg started 2026-05-05T02:00:00Z\n@@vpg toc ;     Dumped from database version: 15.5\n"

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fake_controller import FakeController, dispatch
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.podspec import PodSpecError, build_pod, parse_memory, parse_port
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.podspec import PodSpecError, build_pod, parse_memory, parse_port
+from voodu_postgres.domain.spec import load_spec
+from voodu_postgres.render.expansion import expand
 
 
 def pod(body: dict[str, Any] | None = None, ordinal: int = 1, **kw: Any) -> Any:
@@ -80,7 +80,7 @@ def test_network_lookup_is_exact_not_docker_substring_match() -> None:
     then skip creating its own network."""
     from types import SimpleNamespace
 
-    from voodu_postgres.reconciler.runtime import DockerRuntime
+    from voodu_postgres.adapters.docker import DockerRuntime
 
     created: list[str] = []
     existing = [SimpleNamespace(name="vpg-apps")]

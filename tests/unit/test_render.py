@@ -30,12 +30,12 @@ from pathlib import Path
 import pytest
 from psycopg.conninfo import conninfo_to_dict
 
-from voodu_postgres.render import Rendered
+from voodu_postgres.domain.rendered import Rendered
+from voodu_postgres.domain.spec import is_valid_pg_config_key
 from voodu_postgres.render.entrypoint import WIRE_INCLUDES_FN, render_entrypoint
 from voodu_postgres.render.initdb import render_init_replication_sh
 from voodu_postgres.render.pgconf import (
     format_pg_value,
-    is_valid_pg_config_key,
     quote_pg_string,
     render_overrides_conf,
     render_streaming_conf,

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from voodu_postgres.commands import schedule as sch
-from voodu_postgres.commands.schedule import BackupSchedule, ScheduleError
-from voodu_postgres.errors import UsageError
-from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.domain import schedule as sch
+from voodu_postgres.domain.errors import UsageError
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.schedule import BackupSchedule, ScheduleError
 
 DAILY = "0 3 * * *"
 

@@ -10,11 +10,11 @@ from tests.unit.test_plan import a_primary, a_standby, desired_for, observed
 from voodu_postgres.commands.expose import decide_expose
 from voodu_postgres.commands.facts import Facts, spec_from_statefulset
 from voodu_postgres.commands.psql import decide_psql
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.model import PodStatus
-from voodu_postgres.reconciler.spec import load_spec
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.model import PodStatus
+from voodu_postgres.domain.spec import load_spec
 from voodu_postgres.render import scram
+from voodu_postgres.render.expansion import expand
 
 # -- SCRAM -------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, as_int, defaults, load_spec
+from voodu_postgres.domain.spec import PostgresSpec, SpecError, as_int, defaults, load_spec
 
 
 def load(body: dict[str, Any] | None = None, scope: str = "clowk-lp", name: str = "db") -> PostgresSpec:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from transitions import MachineError
 
-from voodu_postgres.reconciler.model import PgStatus, PodStatus
+from voodu_postgres.domain.model import PgStatus, PodStatus
+from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.states import mermaid
-from voodu_postgres.states.pod import POD_TRANSITIONS, PodMachine, PodRole, PodView, classify
+from voodu_postgres.states.pod import POD_TRANSITIONS, PodMachine, PodView, classify
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -6,7 +6,7 @@ import multiprocessing
 import stat
 from pathlib import Path
 
-from voodu_postgres.reconciler.store import SqliteStore, resolve_home
+from voodu_postgres.adapters.store import SqliteStore, resolve_home
 
 
 def test_file_and_dir_are_private(tmp_path: Path) -> None:

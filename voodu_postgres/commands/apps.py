@@ -17,10 +17,10 @@ from collections.abc import Mapping
 
 from voodu_postgres.commands.base import Result
 from voodu_postgres.commands.facts import Facts, consumer_ref
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.actions import Action, config_set
-from voodu_postgres.reconciler.expand import LINKED_CONSUMERS_KEY
-from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.domain.actions import Action, config_set
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.keys import LINKED_CONSUMERS_KEY
+from voodu_postgres.domain.naming import Ref
 from voodu_postgres.render.urls import Urls, database_urls
 
 URL_KEY = "DATABASE_URL"

@@ -28,19 +28,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
-from voodu_postgres.commands import backup_model as bm
-from voodu_postgres.commands.backup_model import BackupMetadata, BackupRow, RetentionPolicy, Verification
+from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
+from voodu_postgres.adapters.files import download
 from voodu_postgres.commands.base import ExitStatus, Result
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.commands.local import LocalMode, parse_cli_ref
 from voodu_postgres.commands.mode import Mode
-from voodu_postgres.errors import CommandError, UsageError
+from voodu_postgres.domain import backups as bm
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.backup_status import PLUGIN_CLI, BackupState
+from voodu_postgres.domain.backups import BackupMetadata, BackupRow, RetentionPolicy, Verification
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler import backups as fx
-from voodu_postgres.reconciler.actions import Action
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.runtime import ContainerInfo, RuntimeFailure
-from voodu_postgres.states.backup import PLUGIN_CLI, BackupState, BackupView, ensure
+from voodu_postgres.states.backup import BackupView, ensure
 
 CLI = "voodu-postgres "
 DUMP_FORMAT, DUMP_COMPRESSION = "custom", fx.DUMP_COMPRESSION
@@ -742,21 +744,8 @@ def cmd_restore(args: Any, mode: Mode) -> int:
 def _download(c: Cluster, url: str) -> Path:
     """Fetch an http(s) dump into the backups directory under a hidden temporary name (pods see it
     at /backups): pg_restore needs a file, not a pipe."""
-    import tempfile
-    import urllib.error
-    import urllib.request
-
     c.mode.env.warn(f"restore: downloading {url}")
-    c.directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=c.directory, prefix=".vdrestore-", suffix=".dump")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:  # noqa: S310
-            shutil.copyfileobj(response, out, 1 << 20)
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        Path(tmp).unlink(missing_ok=True)
-        reason = f"HTTP {exc.code} {exc.reason}" if isinstance(exc, urllib.error.HTTPError) else str(exc)
-        raise CommandError(f"download {url}: {reason}") from None
-    return Path(tmp)
+    return download(url, c.directory)
 
 
 def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[str, str, float]:
@@ -847,7 +836,7 @@ def cmd_verify(args: Any, mode: Mode) -> int:
 
 
 def cmd_schedule(args: Any, mode: Mode) -> int:
-    from voodu_postgres.commands import schedule as sch
+    from voodu_postgres.domain import schedule as sch
 
     if mode.plugin:
         return _schedule_hcl(args, mode)
@@ -877,7 +866,7 @@ def cmd_schedule(args: Any, mode: Mode) -> int:
 
 def _schedule_hcl(args: Any, mode: Mode) -> int:
     """Under Voodu a schedule is a ``cronjob`` block (declarative): print it, change nothing."""
-    from voodu_postgres.commands import schedule as sch
+    from voodu_postgres.domain import schedule as sch
 
     ref = parse_cli_ref(args.ref)
     if args.remove:
@@ -899,7 +888,7 @@ def _schedule_hcl(args: Any, mode: Mode) -> int:
 def run_due(mode: LocalMode, ref: Ref, now: datetime | None = None) -> str | None:
     """Start the cluster's scheduled capture when one is due (called by ``reconcile --watch`` each
     pass; also finalises exited captures, applying their retention); a line saying what it did."""
-    from voodu_postgres.commands import schedule as sch
+    from voodu_postgres.domain import schedule as sch
 
     c = load(mode, str(ref))
     record = sch.schedule_from_bucket(c.facts.bucket)

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, TextIO
 
-from voodu_postgres.reconciler.actions import Action
-from voodu_postgres.reconciler.expand import SECRET_KEYS
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.keys import SECRET_KEYS
 
 PLUGIN_DIR_ENV = "VOODU_PLUGIN_DIR"
 NETWORK_ENV = "VOODU_POSTGRES_NETWORK"

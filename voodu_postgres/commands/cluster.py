@@ -18,30 +18,30 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
-from docker.errors import DockerException
-from requests import RequestException
-
+from voodu_postgres.adapters.docker import ENGINE_ERRORS
+from voodu_postgres.adapters.lease import LeaseBusy
 from voodu_postgres.commands.base import Env, ExitStatus
 from voodu_postgres.commands.files import read_files
 from voodu_postgres.commands.info import format_info, info_snapshot
 from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.commands.mode import refreshed_consumers
-from voodu_postgres.errors import CommandError, UsageError, VooduError
+from voodu_postgres.domain.errors import CommandError, UsageError, VooduError
+from voodu_postgres.domain.health import HealthTracker
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.physical import PhysicalError, refuse_while_restoring
+from voodu_postgres.domain.podspec import CONTROLLER_ONLY_KEYS
+from voodu_postgres.domain.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
-from voodu_postgres.reconciler.health import HealthTracker
-from voodu_postgres.reconciler.lease import LeaseBusy
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
-from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.observe import resource_labels
-from voodu_postgres.reconciler.physical_model import PhysicalError, refuse_while_restoring
-from voodu_postgres.reconciler.podspec import CONTROLLER_ONLY_KEYS
-from voodu_postgres.reconciler.runtime import RuntimeFailure
-from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
 
 #: the longest pause between two probes of a cluster with auto_failover (a quarter of its
 #: failover_timeout when that is shorter)
 PROBE_INTERVAL = 0.5
 
+
+#: a scheduled backup's failure is reported and the watch goes on
+_PASS_ERRORS: tuple[type[Exception], ...] = (VooduError, *ENGINE_ERRORS)
 
 def _say(env: Env, line: str) -> None:
     env.say(line)
@@ -234,7 +234,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
                     env.stderr.write(f"{stamp()} ⚠ {spec.ref}: skipped: {exc}\n")
                     skipped[key] = str(exc)
                 continue
-            except (RuntimeFailure, DockerException, RequestException) as exc:
+            except ENGINE_ERRORS as exc:
                 if not args.watch:
                     raise
                 # a watch loop outlives a Docker hiccup: say so and try again next pass
@@ -260,7 +260,7 @@ def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
 
                 try:
                     started = run_due(mode, spec.ref)
-                except (VooduError, RuntimeFailure, DockerException, RequestException) as exc:
+                except _PASS_ERRORS as exc:
                     env.stderr.write(f"⚠ {spec.ref}: scheduled backup: {exc}\n")
                     started = None
                 if started and args.output == "text":
@@ -355,7 +355,7 @@ def _failover_run(args: argparse.Namespace, mode: LocalMode, action: FailoverAct
 
 
 def cmd_promote(args: argparse.Namespace, mode: LocalMode) -> int:
-    from voodu_postgres.reconciler.failover import promote
+    from voodu_postgres.reconciler.switchover import promote
 
     return _failover_run(args, mode, lambda spec, ctx, progress: promote(
         spec, ctx, target=args.replica, force=args.force, no_restart=args.no_restart, yes=args.yes,
@@ -363,7 +363,7 @@ def cmd_promote(args: argparse.Namespace, mode: LocalMode) -> int:
 
 
 def cmd_rejoin(args: argparse.Namespace, mode: LocalMode) -> int:
-    from voodu_postgres.reconciler.failover import rejoin
+    from voodu_postgres.reconciler.switchover import rejoin
 
     return _failover_run(args, mode, lambda spec, ctx, progress: rejoin(
         spec, ctx, ordinal=args.replica, progress=progress))

@@ -21,21 +21,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.commands.base import Result
 from voodu_postgres.commands.info import PENDING_SUFFIX
 from voodu_postgres.commands.mode import Mode, refreshed_consumers
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.actions import config_set
+from voodu_postgres.domain.actions import config_set
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, generate_password
+from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.reconciler.credentials import (
     repoint_with_password,
     role_verifier,
     set_role_verifier,
     write_replication_password,
 )
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, generate_password
-from voodu_postgres.reconciler.runtime import RuntimeFailure
 from voodu_postgres.render import scram
-from voodu_postgres.states.pod import PodRole
 
 
 def new_password(mode: Mode, ref_text: str, *, replication: bool = False, no_restart: bool = False,

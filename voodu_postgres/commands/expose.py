@@ -19,9 +19,9 @@ import copy
 
 from voodu_postgres.commands.base import Result
 from voodu_postgres.commands.facts import Facts
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.actions import Action, config_set
-from voodu_postgres.reconciler.expand import EXPOSE_KEY
+from voodu_postgres.domain.actions import Action, config_set
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.keys import EXPOSE_KEY
 
 
 def published_ports(facts: Facts, *, public: bool) -> dict[int, str]:

@@ -15,18 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.expand import (
-    EXPOSE_KEY,
-    LINKED_CONSUMERS_KEY,
-    PASSWORD_KEY,
-    primary_ordinal,
-)
-from voodu_postgres.reconciler.model import Desired, Observed, PodStatus
-from voodu_postgres.reconciler.naming import Ref, RefError, parse_ref
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.keys import EXPOSE_KEY, LINKED_CONSUMERS_KEY, PASSWORD_KEY, primary_ordinal
+from voodu_postgres.domain.model import Desired, Observed, PodStatus
+from voodu_postgres.domain.naming import Ref, RefError, parse_ref
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.domain.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.plan import pod_of, roles_of
-from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
-from voodu_postgres.states.pod import PodRole
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from voodu_postgres.adapters.store import Store
 from voodu_postgres.commands.base import REDACTED, Env, ExitStatus, envelope_error, envelope_ok, is_secret_key
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler import expand as expand_mod
-from voodu_postgres.reconciler.hclfile import (
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.hcl import (
     Block,
     FileContents,
     HCLSyntaxError,
     blocks_from_json,
     blocks_to_json,
-    load_text,
     parse_blocks,
 )
-from voodu_postgres.reconciler.naming import label_problem
-from voodu_postgres.reconciler.spec import SpecError, defaults, load_spec, printable
-from voodu_postgres.reconciler.store import Store
+from voodu_postgres.domain.keys import REPLICATION_PASSWORD_KEY, SECRET_KEYS
+from voodu_postgres.domain.naming import label_problem
+from voodu_postgres.domain.spec import SpecError, defaults, load_spec, printable
+from voodu_postgres.render.expansion import expand
+from voodu_postgres.render.validate import load_text
 
 
 def _cached_blocks(text: str, source: str, cache_dir: Path | None) -> list[Block]:
@@ -134,7 +135,7 @@ def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
         if not specs:
             raise CommandError(printable(f"no postgres block {args.ref} in {', '.join(args.files)}"))
     result: list[dict[str, Any]] = []
-    expansions = [(spec, expand_mod.expand(spec, store.resolve(spec.scope, spec.name))) for spec in specs]
+    expansions = [(spec, expand(spec, store.resolve(spec.scope, spec.name))) for spec in specs]
     for spec, expansion in expansions:
         if args.out:
             target = Path(args.out) / (spec.scope or "_unscoped") / spec.name
@@ -207,7 +208,7 @@ def cmd_expand(env: Env) -> int:
     config = {str(k): "" if v is None else str(v) for k, v in config_raw.items()}
     try:
         spec = load_spec(scope, name.strip(), spec_raw)
-        envelope_ok(env, expand_mod.expand(spec, config).to_wire())
+        envelope_ok(env, expand(spec, config).to_wire())
     except SpecError as exc:
         envelope_error(env, "; ".join(str(p) for p in exc.problems))
         return ExitStatus.ERROR
@@ -243,13 +244,13 @@ _KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 def _refuse_secret_edit(store: Store, scope: str, name: str, keys: list[str]) -> None:
     """The passwords of a cluster that exists live in its roles too: editing only the bucket
     would hand apps (and standbys) a password Postgres does not know."""
-    secrets = sorted(set(keys) & expand_mod.SECRET_KEYS)
+    secrets = sorted(set(keys) & SECRET_KEYS)
     if not secrets:
         return
     affected = [r for r in store.resources() if r.scope == scope and (not name or r.name == name)]
     if affected:
         refs = ", ".join(f"{r.scope}/{r.name}" if r.scope else r.name for r in affected)
-        flag = " --replication" if secrets == [expand_mod.REPLICATION_PASSWORD_KEY] else ""
+        flag = " --replication" if secrets == [REPLICATION_PASSWORD_KEY] else ""
         raise CommandError(f"refusing to change {', '.join(secrets)}: {refs} already runs with it (the bucket "
                            f"alone would not change the role); rotate it with "
                            f"`voodu-postgres new-password {refs.split(', ')[0]}{flag}`")

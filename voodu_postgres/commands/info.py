@@ -17,12 +17,12 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from voodu_postgres.commands.backup_model import rfc3339
 from voodu_postgres.commands.facts import Facts
-from voodu_postgres.commands.schedule import ScheduleError, next_fire, schedule_from_bucket
+from voodu_postgres.domain.backups import rfc3339
+from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.physical import interrupted_restore, restore_command
+from voodu_postgres.domain.schedule import ScheduleError, next_fire, schedule_from_bucket
 from voodu_postgres.reconciler.desired import last_failover
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
-from voodu_postgres.reconciler.physical_model import interrupted_restore, restore_command
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
 

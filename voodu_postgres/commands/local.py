@@ -17,19 +17,19 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voodu_postgres.adapters.docker import DockerRuntime, run_attached
+from voodu_postgres.adapters.lease import cluster_lease
+from voodu_postgres.adapters.store import SqliteStore
 from voodu_postgres.commands.base import NETWORK_ENV, Env, ExitStatus, Result
 from voodu_postgres.commands.facts import Facts, consumer_ref
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler.actions import Action
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
+from voodu_postgres.domain.physical import refuse_while_restoring
+from voodu_postgres.domain.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.lease import cluster_lease
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
-from voodu_postgres.reconciler.physical_model import refuse_while_restoring
-from voodu_postgres.reconciler.runtime import DockerRuntime, run_attached
-from voodu_postgres.reconciler.spec import PostgresSpec, SpecError, load_spec
-from voodu_postgres.reconciler.store import SqliteStore
+from voodu_postgres.render.expansion import expand
 
 if TYPE_CHECKING:  # the reconciler loads only when a command reconciles (start-up time)
     from voodu_postgres.reconciler.loop import Context

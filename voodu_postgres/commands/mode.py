@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Protocol
 from voodu_postgres.commands.apps import consumer_refresh
 from voodu_postgres.commands.base import Env, Result
 from voodu_postgres.commands.facts import Facts
-from voodu_postgres.reconciler.actions import Action
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.spec import PostgresSpec
 
 if TYPE_CHECKING:
-    from voodu_postgres.reconciler.runtime import DockerRuntime
+    from voodu_postgres.adapters.docker import DockerRuntime
 
 
 class Mode(Protocol):

@@ -10,7 +10,7 @@
   it there in one line).
 
 This module checks the arguments and the files, takes the lease and reports; the decisions are
-in :mod:`voodu_postgres.reconciler.physical_model`, the effects in
+in :mod:`voodu_postgres.domain.physical`, the effects in
 :mod:`voodu_postgres.reconciler.physical`.
 """
 
@@ -24,18 +24,18 @@ import time
 from pathlib import Path
 from typing import Any, TextIO, cast
 
-from voodu_postgres.commands.backup_model import format_size
 from voodu_postgres.commands.base import ExitStatus, Result
 from voodu_postgres.commands.local import LocalMode, parse_cli_ref
 from voodu_postgres.commands.mode import Mode
-from voodu_postgres.errors import CommandError, UsageError, VooduError
+from voodu_postgres.domain import physical as pm
+from voodu_postgres.domain.backups import format_size
+from voodu_postgres.domain.errors import CommandError, UsageError, VooduError
+from voodu_postgres.domain.keys import REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.reconciler import physical as fx
-from voodu_postgres.reconciler import physical_model as pm
 from voodu_postgres.reconciler.backups import BackupRuntime, backup_labels
-from voodu_postgres.reconciler.expand import REPLICATION_PASSWORD_KEY
-from voodu_postgres.reconciler.naming import Ref
 from voodu_postgres.reconciler.plan import roles_of
-from voodu_postgres.reconciler.spec import PostgresSpec
 
 
 def _labels(mode: Mode, ref: Ref, role: str) -> dict[str, str]:

@@ -17,16 +17,16 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 
+from voodu_postgres.adapters.controller import ControllerClient, Invocation
+from voodu_postgres.adapters.docker import DockerRuntime
 from voodu_postgres.commands.base import Env, Result, envelope_ok
-from voodu_postgres.commands.controller import ControllerClient, Invocation
 from voodu_postgres.commands.facts import Facts, consumer_ref, spec_from_statefulset
-from voodu_postgres.errors import CommandError, UsageError
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import DEFAULT_NETWORK, UNSCOPED_DIR, Ref, RefError, parse_ref
+from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.reconciler.desired import derive
-from voodu_postgres.reconciler.expand import expand
-from voodu_postgres.reconciler.naming import DEFAULT_NETWORK, UNSCOPED_DIR, Ref, RefError, parse_ref
 from voodu_postgres.reconciler.observe import snapshot
-from voodu_postgres.reconciler.runtime import DockerRuntime
-from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.render.expansion import expand
 
 #: under Voodu nothing is written here: asset digests only matter to the standalone planner
 _NO_ASSETS = Path("/nonexistent/voodu-postgres-assets")

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from voodu_postgres.commands.base import Result
 from voodu_postgres.commands.facts import Facts
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.actions import Action
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.errors import CommandError
 
 _SCRIPTED = ("-c", "--command", "-f", "--file", "-l", "--list")
 

@@ -33,8 +33,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, ExecResult, Runtime, RuntimeFailure, write_secret
+from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, Runtime, RuntimeFailure
+from voodu_postgres.adapters.files import write_secret
+from voodu_postgres.domain.naming import Ref
 
 MARK = "@@vpg "
 PGPASS_FILE = "backup.pgpass"

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voodu_postgres.reconciler.model import Desired
+from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
+from voodu_postgres.adapters.files import write_secret
+from voodu_postgres.domain.model import Desired
+from voodu_postgres.domain.sql import ident, literal
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_secret
-from voodu_postgres.render.sql import ident, literal
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 REPLICATION_PASSWORD_FILE = "replication_password"

@@ -17,17 +17,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from voodu_postgres.reconciler.expand import (
+from voodu_postgres.domain.keys import (
     LAST_FAILOVER_KEY,
     REJOIN_KEY,
     SWITCHOVER_KEY,
-    expand,
     ordinals,
     primary_ordinal,
 )
-from voodu_postgres.reconciler.model import Desired, FailoverPolicy
-from voodu_postgres.reconciler.podspec import PodSpec, build_pod
-from voodu_postgres.reconciler.spec import PostgresSpec
+from voodu_postgres.domain.model import Desired, FailoverPolicy
+from voodu_postgres.domain.podspec import PodSpec, build_pod
+from voodu_postgres.domain.spec import PostgresSpec
+from voodu_postgres.render.expansion import expand
 
 OVERRIDES_KEY = "pg_overrides_conf"
 

@@ -16,14 +16,15 @@ from pathlib import Path
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
-from voodu_postgres.reconciler import repair
+from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
+from voodu_postgres.adapters.files import write_assets
+from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, SWITCHOVER_KEY
+from voodu_postgres.domain.model import Desired, Outcome, Plan, Step, StepKind, lsn_text
+from voodu_postgres.domain.podspec import PodSpec
+from voodu_postgres.domain.sql import literal
+from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY, last_failover
-from voodu_postgres.reconciler.expand import LAST_FAILOVER_KEY, SWITCHOVER_KEY
-from voodu_postgres.reconciler.model import Desired, Outcome, Plan, Step, StepKind, lsn_text
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
-from voodu_postgres.reconciler.podspec import PodSpec
-from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_assets
-from voodu_postgres.render.sql import literal
 
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
 

@@ -16,19 +16,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from voodu_postgres.errors import VooduError
-from voodu_postgres.reconciler.actions import Action
+from voodu_postgres.adapters.docker import Runtime
+from voodu_postgres.adapters.files import write_state
+from voodu_postgres.adapters.store import Store
+from voodu_postgres.domain.actions import Action
+from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.health import HealthTracker
+from voodu_postgres.domain.keys import PASSWORD_KEY, PRIMARY_ORDINAL_KEY
+from voodu_postgres.domain.model import Desired, Outcome, Plan, StepKind
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.domain.spec import PostgresSpec, Problem, SpecError
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import Records, default_retrying, execute
-from voodu_postgres.reconciler.expand import PASSWORD_KEY, PRIMARY_ORDINAL_KEY, expand
-from voodu_postgres.reconciler.health import HealthTracker
-from voodu_postgres.reconciler.model import Desired, Outcome, Plan, StepKind
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
-from voodu_postgres.reconciler.runtime import Runtime, write_state
-from voodu_postgres.reconciler.spec import PostgresSpec, Problem, SpecError
-from voodu_postgres.reconciler.store import Store
-from voodu_postgres.states.pod import PodRole
+from voodu_postgres.render.expansion import expand
 
 Progress = Callable[[str], None]
 

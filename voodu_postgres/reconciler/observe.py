@@ -17,9 +17,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from voodu_postgres.reconciler.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.runtime import ContainerInfo, Runtime, RuntimeFailure, file_digests
+from voodu_postgres.adapters.docker import ContainerInfo, Runtime, RuntimeFailure
+from voodu_postgres.adapters.files import file_digests
+from voodu_postgres.domain.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica
+from voodu_postgres.domain.naming import Ref
 
 GUARD_LOG_MARKER = "refusing to start replica"
 

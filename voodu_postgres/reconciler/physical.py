@@ -30,7 +30,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from voodu_postgres.reconciler import physical_model as pm
+from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.adapters.files import write_secret
+from voodu_postgres.domain import physical as pm
+from voodu_postgres.domain.keys import PASSWORD_KEY, REJOIN_KEY, REPLICATION_PASSWORD_KEY, SWITCHOVER_KEY
+from voodu_postgres.domain.model import Desired
+from voodu_postgres.domain.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
+from voodu_postgres.domain.podspec import PodSpec
+from voodu_postgres.domain.sql import literal
 from voodu_postgres.reconciler.backups import (
     GONE,
     PGPASS_MOUNT,
@@ -41,19 +48,8 @@ from voodu_postgres.reconciler.backups import (
     wait_or_gone,
 )
 from voodu_postgres.reconciler.credentials import write_replication_password
-from voodu_postgres.reconciler.expand import (
-    PASSWORD_KEY,
-    REJOIN_KEY,
-    REPLICATION_PASSWORD_KEY,
-    SWITCHOVER_KEY,
-)
-from voodu_postgres.reconciler.model import Desired
-from voodu_postgres.reconciler.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.podspec import PodSpec
-from voodu_postgres.reconciler.runtime import RuntimeFailure, write_secret
 from voodu_postgres.render import scram
-from voodu_postgres.render.sql import literal
 
 STOP_TIMEOUT = 60
 #: ``voodu.role`` of the helper containers (never a pod's: observe finds pods by ``voodu.kind``)

@@ -28,9 +28,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from voodu_postgres.reconciler.desired import OVERRIDES_KEY
-from voodu_postgres.reconciler.health import FAILOVER_COOLDOWN, MIN_FAILED_PROBES
-from voodu_postgres.reconciler.model import (
+from voodu_postgres.domain.health import FAILOVER_COOLDOWN, MIN_FAILED_PROBES
+from voodu_postgres.domain.model import (
     Desired,
     Observed,
     Plan,
@@ -41,7 +40,9 @@ from voodu_postgres.reconciler.model import (
     lsn_text,
     lsn_value,
 )
-from voodu_postgres.states.pod import PodMachine, PodRole, PodView, classify
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.reconciler.desired import OVERRIDES_KEY
+from voodu_postgres.states.pod import PodMachine, PodView, classify
 
 FAILOVER_COOLDOWN_TEXT = f"{FAILOVER_COOLDOWN / 60:g} minutes"
 

@@ -29,7 +29,7 @@ Fixes relative to the upstream Go plugin (see the behaviour spec §4.1 / §7.2):
 
 from __future__ import annotations
 
-from voodu_postgres.render import Rendered, rendered
+from voodu_postgres.domain.rendered import Rendered, rendered
 
 #: Bash function shared by the entrypoint and the initdb script. It is idempotent: every boot runs it
 #: and it only appends what is missing. ``include_dir`` comes first and ``include_if_exists`` last

@@ -23,7 +23,7 @@ Passwords go to psql on stdin (a heredoc), never on its argv.
 
 from __future__ import annotations
 
-from voodu_postgres.render import Rendered, rendered
+from voodu_postgres.domain.rendered import Rendered, rendered
 from voodu_postgres.render.entrypoint import WIRE_INCLUDES_FN
 
 _HEAD = r"""#!/bin/bash

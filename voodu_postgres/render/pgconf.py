@@ -18,17 +18,12 @@ upstream; the checks here are a second line of defence so the renderer can never
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections.abc import Mapping
 from decimal import Decimal
 
-from voodu_postgres.render import Rendered, rendered
-
-#: Valid ``pg_config`` keys: a lowercase parameter name, optionally one dotted qualifier for
-#: extension parameters (``pg_stat_statements.max``). ``\A``/``\Z`` rather than ``^``/``$`` so a
-#: trailing newline can never sneak through ``re.match``.
-PG_CONFIG_KEY_RE = re.compile(r"\A[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?\Z")
+from voodu_postgres.domain.rendered import Rendered, rendered
+from voodu_postgres.domain.spec import is_valid_pg_config_key
 
 PgValue = bool | int | float | str
 
@@ -60,9 +55,6 @@ _OVERRIDES_HEADER = (
 )
 
 
-def is_valid_pg_config_key(key: object) -> bool:
-    """True when ``key`` is a string usable as a postgresql.conf parameter name."""
-    return isinstance(key, str) and PG_CONFIG_KEY_RE.fullmatch(key) is not None
 
 
 def quote_pg_string(value: str) -> str:

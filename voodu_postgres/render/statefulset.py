@@ -22,9 +22,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from voodu_postgres.reconciler.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
-from voodu_postgres.reconciler.spec import PostgresSpec
-from voodu_postgres.render import Rendered
+from voodu_postgres.domain.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
+from voodu_postgres.domain.rendered import Rendered
+from voodu_postgres.domain.spec import PostgresSpec
 
 WRAPPER_PATH = "/usr/local/bin/voodu-postgres-entrypoint"
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.domain.naming import Ref
 
 
 @dataclass(frozen=True)

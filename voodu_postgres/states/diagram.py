@@ -12,9 +12,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from voodu_postgres.domain.backup_status import BackupState
+from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.states import mermaid
-from voodu_postgres.states.backup import BACKUP_TRANSITIONS, BackupState
-from voodu_postgres.states.pod import POD_TRANSITIONS, PodRole
+from voodu_postgres.states.backup import BACKUP_TRANSITIONS
+from voodu_postgres.states.pod import POD_TRANSITIONS
 
 
 def block(marker: str = "pod-machine") -> str:

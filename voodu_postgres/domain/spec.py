@@ -29,9 +29,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, ValidationInfo, field_validator
 
-from voodu_postgres.errors import VooduError
-from voodu_postgres.reconciler.naming import Ref, label_problem
-from voodu_postgres.render.pgconf import is_valid_pg_config_key
+from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.naming import Ref, label_problem
 
 DEFAULT_IMAGE = "postgres:latest"
 DEFAULT_PORT = 5432
@@ -668,3 +667,14 @@ def defaults() -> dict[str, Any]:
         "max_lag_on_failover": f"{DEFAULT_MAX_LAG_ON_FAILOVER // (1024 * 1024)}MB",
         "user": DEFAULT_USER,
     }
+
+
+#: Valid ``pg_config`` keys: a lowercase parameter name, optionally one dotted qualifier for
+#: extension parameters (``pg_stat_statements.max``). ``\A``/``\Z`` rather than ``^``/``$`` so a
+#: trailing newline can never sneak through ``re.match``.
+PG_CONFIG_KEY_RE = re.compile(r"\A[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?\Z")
+
+
+def is_valid_pg_config_key(key: object) -> bool:
+    """True when ``key`` is a string usable as a postgresql.conf parameter name."""
+    return isinstance(key, str) and PG_CONFIG_KEY_RE.fullmatch(key) is not None

@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler.expand import BACKUP_KEEP_KEY
-from voodu_postgres.reconciler.naming import UNSCOPED_DIR, Ref, label_problem
-from voodu_postgres.states.backup import PLUGIN_CLI, BackupObservation, BackupState, classify
+from voodu_postgres.domain.backup_status import PLUGIN_CLI, BackupObservation, BackupState, classify
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.keys import BACKUP_KEEP_KEY
+from voodu_postgres.domain.naming import UNSCOPED_DIR, Ref, label_problem
 
 BACKUP_MAX_AGE_KEY = "BACKUP_MAX_AGE"
 CONTAINER_DIR = "/backups"  # where every pod and capture container mounts the host directory

@@ -11,24 +11,20 @@ of Debian's docker.io 20.10 daemon (stack.md §4.2).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import docker
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Healthcheck, LogConfig, Ulimit
+from requests import RequestException
 
-from voodu_postgres.errors import VooduError
-from voodu_postgres.reconciler.podspec import PodSpec
-from voodu_postgres.render import Rendered
+from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.podspec import PodSpec
 
 
 class RuntimeFailure(VooduError, RuntimeError):
@@ -41,6 +37,10 @@ class RuntimeFailure(VooduError, RuntimeError):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+#: what a Docker call can raise, for callers that wrap a whole command and must not import docker
+ENGINE_ERRORS: tuple[type[Exception], ...] = (RuntimeFailure, DockerException, RequestException)
 
 
 def _failure(prefix: str, exc: Exception) -> RuntimeFailure:
@@ -173,70 +173,12 @@ def _published(attrs: Mapping[str, Any]) -> dict[int, str]:
     return out
 
 
-def write_assets(directory: Path, files: Iterable[Rendered]) -> dict[str, str]:
-    """Write asset files (mode 0644: scripts run through ``bash``, never executed).
-
-    Returns key → absolute host path. Files are rewritten only when their bytes change, so an
-    unchanged apply touches nothing. A new file is created atomically; an existing one is
-    rewritten *in place*, because pods bind-mount single files, and a bind mount follows the
-    inode: an atomic rename would leave running pods reading the old text (a pg_config reload
-    would then silently reload nothing).
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    paths: dict[str, str] = {}
-    for item in files:
-        target = directory / item.name
-        if not target.exists():
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{item.name}.")
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(item.text)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
-        elif target.read_text(encoding="utf-8") != item.text:
-            with open(target, "r+", encoding="utf-8") as handle:
-                handle.write(item.text)
-                handle.truncate()
-        paths[item.name] = str(target.resolve())
-    return paths
 
 
-def write_state(directory: Path, values: Mapping[str, str]) -> None:
-    """Write small state files (one value each) atomically into a directory pods mount.
-
-    The directory, not the files, is bind-mounted, so an atomic rename is visible inside pods.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, value in values.items():
-        target = directory / name
-        if target.exists() and target.read_text(encoding="utf-8") == value:
-            continue
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(value)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
 
 
-def write_secret(directory: Path, name: str, value: str) -> None:
-    """Write a secret file atomically with mode 0600 (created so, never world-readable)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{name}.")  # mkstemp creates it 0600
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(value)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, directory / name)
 
 
-def file_digests(directory: Path) -> dict[str, str]:
-    """sha256 of every asset file currently on disk in ``directory`` (key → digest)."""
-    if not directory.is_dir():
-        return {}
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.iterdir())
-        if p.is_file() and not p.name.startswith(".")
-    }
 
 
 def run_attached(argv: list[str]) -> int:

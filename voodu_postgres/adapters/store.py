@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from voodu_postgres.errors import VooduError
+from voodu_postgres.domain.errors import VooduError
 
 DEFAULT_HOME = "~/.voodu-postgres"
 HOME_ENV = "VOODU_POSTGRES_HOME"
@@ -71,7 +71,7 @@ class AppliedResource:
 
 @dataclass(frozen=True)
 class Lease:
-    """Who holds a cluster's operation lease (see :mod:`voodu_postgres.reconciler.lease`)."""
+    """Who holds a cluster's operation lease (see :mod:`voodu_postgres.adapters.lease`)."""
 
     scope: str
     name: str

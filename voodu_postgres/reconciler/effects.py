@@ -13,18 +13,19 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from voodu_postgres.reconciler.expand import (
+from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
+from voodu_postgres.adapters.files import write_secret
+from voodu_postgres.domain.keys import (
     PRIMARY_ORDINAL_KEY,
     REJOIN_KEY,
     REPLICATION_PASSWORD_KEY,
     SWITCHOVER_KEY,
     ordinals,
 )
-from voodu_postgres.reconciler.model import STOPPED_STATES, Desired
-from voodu_postgres.reconciler.naming import PGDATA
+from voodu_postgres.domain.model import STOPPED_STATES, Desired
+from voodu_postgres.domain.naming import PGDATA
+from voodu_postgres.domain.podspec import STATE_MOUNT
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.reconciler.podspec import STATE_MOUNT
-from voodu_postgres.reconciler.runtime import Runtime, RuntimeFailure, write_secret
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 STOP_TIMEOUT = 60

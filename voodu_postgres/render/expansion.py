@@ -20,37 +20,26 @@ Pure except for the injectable password generator.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from voodu_postgres.reconciler.actions import Action, config_set
-from voodu_postgres.reconciler.spec import PostgresSpec
-from voodu_postgres.render import Rendered
+from voodu_postgres.domain.actions import Action, config_set
+from voodu_postgres.domain.keys import (
+    BACKUP_KEEP_KEY,
+    DEFAULT_BACKUP_KEEP,
+    EXPOSE_KEY,
+    PASSWORD_KEY,
+    PRIMARY_ORDINAL_KEY,
+    REPLICATION_PASSWORD_KEY,
+    generate_password,
+)
+from voodu_postgres.domain.rendered import Rendered
+from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.render.entrypoint import render_entrypoint
 from voodu_postgres.render.initdb import render_init_replication_sh
 from voodu_postgres.render.pgconf import render_overrides_conf, render_streaming_conf
 from voodu_postgres.render.statefulset import render_asset, render_statefulset
-
-PASSWORD_KEY = "POSTGRES_PASSWORD"
-REPLICATION_PASSWORD_KEY = "POSTGRES_REPLICATION_PASSWORD"
-PRIMARY_ORDINAL_KEY = "PG_PRIMARY_ORDINAL"
-EXPOSE_KEY = "PG_EXPOSE_PUBLIC"
-LINKED_CONSUMERS_KEY = "POSTGRES_LINKED_CONSUMERS"
-SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # a promote's target, recorded before it fences the primary
-LAST_FAILOVER_KEY = "PG_LAST_FAILOVER"  # JSON: the last automatic failover (when, from, to, what it may lose)
-REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
-BACKUP_KEEP_KEY = "BACKUP_KEEP"
-DEFAULT_BACKUP_KEEP = "30"
-
-#: bucket keys whose values are secrets (shown only when asked for by key)
-SECRET_KEYS = frozenset({PASSWORD_KEY, REPLICATION_PASSWORD_KEY})
-
-
-def generate_password() -> str:
-    """32 bytes from the OS CSPRNG as 64 lowercase hex chars (safe in URLs and conf files)."""
-    return secrets.token_hex(32)
 
 
 @dataclass(frozen=True)
@@ -78,15 +67,8 @@ def render_files(spec: PostgresSpec) -> list[Rendered]:
     ]
 
 
-def ordinals(raw: str) -> frozenset[int]:
-    """``"0,2"`` → {0, 2}; anything that is not a number is ignored."""
-    return frozenset(int(x) for x in (part.strip() for part in raw.split(",")) if (x.isascii() and x.isdigit()))
 
 
-def primary_ordinal(bucket: Mapping[str, str]) -> int:
-    """The target primary ordinal recorded in the bucket (0 when absent or not a number)."""
-    raw = bucket.get(PRIMARY_ORDINAL_KEY, "").strip()
-    return int(raw) if (raw.isascii() and raw.isdigit()) else 0
 
 
 def expand(

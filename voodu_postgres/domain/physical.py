@@ -25,10 +25,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.render.sql import ident, literal
-from voodu_postgres.states.pod import PodRole
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.domain.sql import ident, literal
 
 #: the bucket key a restore sets before its first destructive step (value: the tar's absolute path)
 INTENT_KEY = "PG_PHYSICAL_RESTORE"

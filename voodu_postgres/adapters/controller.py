@@ -20,7 +20,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode
 from urllib.request import Request, urlopen
 
-from voodu_postgres.errors import CommandError
+from voodu_postgres.domain.errors import CommandError
 
 CONTROLLER_URL_ENV = "VOODU_CONTROLLER_URL"
 PLUGIN_DIR_ENV = "VOODU_PLUGIN_DIR"

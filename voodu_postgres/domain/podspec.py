@@ -21,8 +21,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from voodu_postgres.errors import VooduError
-from voodu_postgres.reconciler.naming import Ref
+from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.naming import Ref
 
 STATE_MOUNT = "/run/voodu-postgres"
 _ASSET_RE = re.compile(r"\$\{asset\.([^}]+)\}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from voodu_postgres.reconciler.model import Desired, Observed, PrimaryHealth, lsn_value
+from voodu_postgres.domain.model import Desired, Observed, PrimaryHealth, lsn_value
 
 #: seconds a primary (re)started by the reconciler, or by Docker, may take to answer
 OWN_RESTART_GRACE = 60.0

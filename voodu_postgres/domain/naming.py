@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from voodu_postgres.errors import VooduError
+from voodu_postgres.domain.errors import VooduError
 
 BACKUPS_ROOT = "/opt/voodu/backups"
 UNSCOPED_DIR = "_unscoped"

@@ -38,18 +38,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from voodu_postgres.errors import VooduError
-from voodu_postgres.reconciler import repair
+from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.adapters.files import write_state
+from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.keys import SWITCHOVER_KEY
+from voodu_postgres.domain.model import Desired, Observed, PodStatus, lsn_text
+from voodu_postgres.domain.roles import PodRole
+from voodu_postgres.domain.spec import PostgresSpec
+from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import set_sync_names
-from voodu_postgres.reconciler.expand import SWITCHOVER_KEY
 from voodu_postgres.reconciler.loop import Context, reconcile
-from voodu_postgres.reconciler.model import Desired, Observed, PodStatus, lsn_text
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import describe, pod_of, roles_of, streams_from_primary
-from voodu_postgres.reconciler.runtime import RuntimeFailure, write_state
-from voodu_postgres.reconciler.spec import PostgresSpec
-from voodu_postgres.states.pod import PodMachine, PodRole, PodView
+from voodu_postgres.states.pod import PodMachine, PodView
 
 Progress = Callable[[str], None]
 DEFAULT_MAX_LAG = 16 * 1024 * 1024  # bytes of replay lag a planned switchover accepts

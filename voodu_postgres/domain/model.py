@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.podspec import PodSpec
-from voodu_postgres.render import Rendered
+from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.podspec import PodSpec
+from voodu_postgres.domain.rendered import Rendered
 
 # ---------------------------------------------------------------------------------------------
 # observed

@@ -23,16 +23,16 @@ from typing import Any
 
 from croniter import CroniterBadDateError, CroniterError, croniter
 
-from voodu_postgres.commands.backup_model import (
+from voodu_postgres.domain.backup_status import PLUGIN_CLI
+from voodu_postgres.domain.backups import (
     RetentionPolicy,
     format_duration_short,
     go_quote,
     parse_retention_duration,
     rfc3339,
 )
-from voodu_postgres.errors import CommandError, UsageError
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.states.backup import PLUGIN_CLI
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.naming import Ref
 
 SCHEDULE_KEY = "BACKUP_SCHEDULE"
 DEFAULT_CRON = "0 3 * * *"  # daily at 03:00 UTC, the Go plugin's default

@@ -27,9 +27,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from voodu_postgres.errors import CommandError
-from voodu_postgres.reconciler.naming import Ref
-from voodu_postgres.reconciler.store import Lease, SqliteStore
+from voodu_postgres.adapters.store import Lease, SqliteStore
+from voodu_postgres.domain.errors import CommandError
+from voodu_postgres.domain.naming import Ref
 
 TTL = 15.0  # seconds a lease lives without renewal
 POLL = 0.25

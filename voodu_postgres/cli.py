@@ -585,7 +585,7 @@ def _plugin(args: argparse.Namespace, passthrough: list[str], env: Env) -> int:
         context = env.stdin.read()
     except UnicodeDecodeError as exc:
         raise CommandError(f"decode stdin: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-                           f"{exc.start})") from None
+                           f"{exc.start})") from exc
     invocation = read_invocation(context, env.environ)
     mode = PluginMode(env, invocation)
     if args.command in _PLUGIN_BACKUPS:

@@ -116,12 +116,12 @@ class ControllerClient:
                 raw = response.read()
         except HTTPError as exc:
             detail = _read_quietly(exc)
-            raise ControllerError(f"{what}: HTTP {exc.code}: {_one_line(detail)}") from None
+            raise ControllerError(f"{what}: HTTP {exc.code}: {_one_line(detail)}") from exc
         except URLError as exc:
-            raise ControllerError(f"controller {self.base_url}: {_one_line(str(exc.reason))}") from None
+            raise ControllerError(f"controller {self.base_url}: {_one_line(str(exc.reason))}") from exc
         except (OSError, http.client.HTTPException) as exc:  # timeouts, resets, bad status lines
             reason = str(exc) or type(exc).__name__
-            raise ControllerError(f"controller {self.base_url}: {_one_line(reason)}") from None
+            raise ControllerError(f"controller {self.base_url}: {_one_line(reason)}") from exc
         return _envelope_data(raw, what)
 
 
@@ -173,7 +173,7 @@ def read_invocation(stdin_text: str, environ: Mapping[str, str]) -> Invocation:
         try:
             doc = json.loads(stdin_text)
         except ValueError as exc:
-            raise ControllerError(f"decode stdin: {exc}") from None
+            raise ControllerError(f"decode stdin: {exc}") from exc
         if not isinstance(doc, dict):
             raise ControllerError(f"decode stdin: expected a JSON object, got {type(doc).__name__}")
 

@@ -188,8 +188,8 @@ def run_attached(argv: list[str]) -> int:
     """
     try:
         return subprocess.call(argv)
-    except FileNotFoundError:
-        raise RuntimeFailure(f"{argv[0]} is not installed on this host") from None
+    except FileNotFoundError as exc:
+        raise RuntimeFailure(f"{argv[0]} is not installed on this host") from exc
 
 
 class DockerRuntime:
@@ -200,7 +200,7 @@ class DockerRuntime:
             self.client = client or docker.from_env(timeout=120)
             self.client.ping()
         except DockerException as exc:
-            raise _failure("cannot reach the Docker engine", exc) from None
+            raise _failure("cannot reach the Docker engine", exc) from exc
 
     # -- networks and volumes ---------------------------------------------------------------
 
@@ -209,7 +209,7 @@ class DockerRuntime:
             if not self.network_exists(name):
                 self.client.networks.create(name, driver="bridge", labels=dict(labels or {}))
         except APIError as exc:
-            raise _failure(f"network {name}", exc) from None
+            raise _failure(f"network {name}", exc) from exc
 
     def ensure_volume(self, name: str, labels: Mapping[str, str]) -> None:
         try:
@@ -218,7 +218,7 @@ class DockerRuntime:
             try:
                 self.client.volumes.create(name=name, labels=dict(labels))
             except APIError as exc:
-                raise _failure(f"volume {name}", exc) from None
+                raise _failure(f"volume {name}", exc) from exc
 
     def ensure_image(self, image: str) -> None:
         """Pull ``image`` when it is not on this host yet."""
@@ -228,12 +228,12 @@ class DockerRuntime:
         except ImageNotFound:
             pass
         except APIError as exc:
-            raise _failure(f"image {image}", exc) from None
+            raise _failure(f"image {image}", exc) from exc
         try:
             self.client.images.pull(image)
         except (APIError, DockerException) as exc:
             raise RuntimeFailure(f"image {image} is not on this host and could not be pulled: "
-                                 f"{_one_line(exc)}") from None
+                                 f"{_one_line(exc)}") from exc
 
     def remove_volume(self, name: str) -> None:
         try:
@@ -241,7 +241,7 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            raise _failure(f"remove volume {name}", exc) from None
+            raise _failure(f"remove volume {name}", exc) from exc
 
     # -- containers ---------------------------------------------------------------------------
 
@@ -290,12 +290,12 @@ class DockerRuntime:
             )
             container.start()
             return str(container.id)
-        except ImageNotFound:
+        except ImageNotFound as exc:
             raise RuntimeFailure(
                 f"image {pod.image} not found locally (build or pull it first)"
-            ) from None
+            ) from exc
         except APIError as exc:
-            raise _failure(f"start {pod.container}", exc) from None
+            raise _failure(f"start {pod.container}", exc) from exc
 
     def remove_container(self, name: str, *, timeout: int = 30) -> None:
         try:
@@ -305,7 +305,7 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            raise _failure(f"remove {name}", exc) from None
+            raise _failure(f"remove {name}", exc) from exc
 
     def list_containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         """Containers (running or not) carrying every given label."""
@@ -313,7 +313,7 @@ class DockerRuntime:
         try:
             found = self.client.containers.list(all=True, filters=filters, ignore_removed=True)
         except APIError as exc:
-            raise _failure("list containers", exc) from None
+            raise _failure("list containers", exc) from exc
         out = []
         for container in found:
             state = container.attrs.get("State", {})
@@ -336,7 +336,7 @@ class DockerRuntime:
         try:
             return [v.name for v in self.client.volumes.list(filters=filters)]
         except APIError as exc:
-            raise _failure("list volumes", exc) from None
+            raise _failure("list volumes", exc) from exc
 
     def network_exists(self, name: str) -> bool:
         # Docker's name filter matches substrings ("voodu0" also finds "voodu01"): compare exactly
@@ -346,13 +346,13 @@ class DockerRuntime:
         try:
             self.client.containers.get(name).start()
         except APIError as exc:
-            raise _failure(f"start {name}", exc) from None
+            raise _failure(f"start {name}", exc) from exc
 
     def restart_container(self, name: str, *, timeout: int = 30) -> None:
         try:
             self.client.containers.get(name).restart(timeout=timeout)
         except APIError as exc:
-            raise _failure(f"restart {name}", exc) from None
+            raise _failure(f"restart {name}", exc) from exc
 
     def container_state(self, name: str) -> str | None:
         """Docker's state string (``running``, ``exited`` …) or None when absent."""
@@ -376,10 +376,10 @@ class DockerRuntime:
             result = self.client.containers.get(name).exec_run(
                 argv, user=user, environment=dict(env or {}), demux=False
             )
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         except APIError as exc:
-            raise _failure(f"exec in {name}", exc) from None
+            raise _failure(f"exec in {name}", exc) from exc
         output = result.output.decode("utf-8", "replace") if result.output else ""
         return ExecResult(int(result.exit_code or 0), output)
 
@@ -390,16 +390,16 @@ class DockerRuntime:
             container.stop(timeout=timeout)
             container.reload()
             return int(container.attrs.get("State", {}).get("ExitCode", -1))
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         except APIError as exc:
-            raise _failure(f"stop {name}", exc) from None
+            raise _failure(f"stop {name}", exc) from exc
 
     def image_of(self, name: str) -> str:
         try:
             container = self.client.containers.get(name)
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         # the image *ID* the pod runs, not its tag: a re-pulled tag may be another major version
         return str(container.attrs["Image"])
 
@@ -416,13 +416,13 @@ class DockerRuntime:
                 volumes_from=[volumes_from], labels=dict(labels or {}), detach=True,
             )
         except APIError as exc:
-            raise _failure(f"one-shot {argv[0]}", exc) from None
+            raise _failure(f"one-shot {argv[0]}", exc) from exc
         try:
             result = container.wait(timeout=timeout)
             output = container.logs(stdout=True, stderr=True).decode("utf-8", "replace")
             return ExecResult(int(result.get("StatusCode", -1)), output)
         except Exception as exc:  # the wait can time out with a requests error
-            raise RuntimeFailure(f"one-shot {argv[0]} did not finish: {_one_line(exc)}", transient=False) from None
+            raise RuntimeFailure(f"one-shot {argv[0]} did not finish: {_one_line(exc)}", transient=False) from exc
         finally:
             try:
                 container.remove(force=True, v=True)
@@ -454,26 +454,26 @@ class DockerRuntime:
             )
             container.start()
         except APIError as exc:
-            raise _failure(f"start {name}", exc) from None
+            raise _failure(f"start {name}", exc) from exc
 
     def logs(self, name: str) -> str:
         """A container's whole log (stdout and stderr, interleaved); RuntimeFailure when it is gone."""
         try:
             raw = self.client.containers.get(name).logs(stdout=True, stderr=True)
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         except APIError as exc:
-            raise _failure(f"logs of {name}", exc) from None
+            raise _failure(f"logs of {name}", exc) from exc
         return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
 
     def follow_logs(self, name: str) -> Iterator[str]:
         """The log from the start, then as it is written, until the container stops."""
         try:
             stream = self.client.containers.get(name).logs(stdout=True, stderr=True, stream=True, follow=True)
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         except APIError as exc:
-            raise _failure(f"logs of {name}", exc) from None
+            raise _failure(f"logs of {name}", exc) from exc
         for chunk in stream:
             yield chunk.decode("utf-8", "replace") if isinstance(chunk, bytes) else str(chunk)
 
@@ -498,17 +498,17 @@ class DockerRuntime:
 
         try:
             result = self.client.api.wait(name, timeout=timeout)
-        except NotFound:
-            raise RuntimeFailure(f"container {name} not found") from None
+        except NotFound as exc:
+            raise RuntimeFailure(f"container {name} not found") from exc
         except ReadTimeout:
             return None
         except RequestsConnectionError as exc:
             # over the unix socket a read timeout arrives as a ConnectionError wrapping urllib3's
             if any(isinstance(arg, ReadTimeoutError) for arg in exc.args):
                 return None
-            raise _failure(f"wait for {name}", exc) from None
+            raise _failure(f"wait for {name}", exc) from exc
         except APIError as exc:
-            raise _failure(f"wait for {name}", exc) from None
+            raise _failure(f"wait for {name}", exc) from exc
         return int(result.get("StatusCode", -1))
 
     def remove_stale(self, label_key: str, *, older_than_s: float) -> int:

@@ -151,7 +151,7 @@ class SqliteStore:
             with closing(self._connect()) as conn, conn:
                 conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot open state store {self.path}: {exc}") from None
+            raise StoreError(f"cannot open state store {self.path}: {exc}") from exc
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=15.0, isolation_level=None)
@@ -229,7 +229,7 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write state store {self.path}: {exc}") from None
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from exc
 
     def renew_lease(self, scope: str, name: str, holder: str, expires: float) -> bool:
         """Push our lease's expiry out; False when it is no longer ours (taken over)."""
@@ -262,7 +262,7 @@ class SqliteStore:
             with closing(self._connect()) as conn:
                 conn.execute(sql, params)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write state store {self.path}: {exc}") from None
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from exc
 
     def _write(self, scope: str, name: str, items: Iterable[tuple[str, str]]) -> None:
         try:
@@ -285,4 +285,4 @@ class SqliteStore:
                     conn.execute("ROLLBACK")
                     raise
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot write state store {self.path}: {exc}") from None
+            raise StoreError(f"cannot write state store {self.path}: {exc}") from exc

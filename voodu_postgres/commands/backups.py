@@ -757,7 +757,7 @@ def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[
         target = fx.server_version_num(c.runtime, primary, port=spec.port, user=spec.user,
                                        database=spec.database) // 10000
     except (RuntimeFailure, ValueError) as exc:
-        raise CommandError(f"cannot read the server version of {primary}: {exc}") from None
+        raise CommandError(f"cannot read the server version of {primary}: {exc}") from exc
     view = _view(c, row, target)
     ensure(row.state, "restore", view, cli=CLI)  # complete, and not from a newer major
     path = f"{fx.BACKUPS_MOUNT}/{row.filename}"

@@ -73,7 +73,7 @@ def new_password(mode: Mode, ref_text: str, *, replication: bool = False, no_res
             progress(f"role {role} on {primary_name} has the new password (set as a SCRAM verifier)")
     except RuntimeFailure as exc:
         raise CommandError(f"password of role {role} not changed: {exc} (the bucket still holds the working "
-                           "password; re-run to retry)") from None
+                           "password; re-run to retry)") from exc
 
     notes: list[str] = []
     repointed: list[str] = []

@@ -81,7 +81,7 @@ def consumer_ref(text: str) -> Ref:
     try:
         return parse_ref(text, what="consumer ref")
     except RefError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from exc
 
 
 def _env_int(env: Mapping[str, Any], key: str, default: int) -> int:
@@ -111,4 +111,4 @@ def spec_from_statefulset(scope: str, name: str, statefulset: Mapping[str, Any])
     try:
         return load_spec(scope, name, body)
     except SpecError as exc:
-        raise CommandError(f"statefulset {Ref(scope, name)} does not look like a postgres cluster: {exc}") from None
+        raise CommandError(f"statefulset {Ref(scope, name)} does not look like a postgres cluster: {exc}") from exc

@@ -145,7 +145,7 @@ def cmd_render(args: argparse.Namespace, env: Env, store: Store) -> int:
                     (target / f.name).write_text(f.text, encoding="utf-8")
             except OSError as exc:
                 raise CommandError(printable(f"render: cannot write {exc.filename or target}: "
-                                             f"{exc.strerror or exc}")) from None
+                                             f"{exc.strerror or exc}")) from exc
         result.append(
             {
                 "ref": str(spec.ref),
@@ -295,8 +295,8 @@ def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
                 if value == "-":
                     value = env.stdin.readline().rstrip("\n")
                 value.encode("utf-8")  # argv and stdin may carry undecodable bytes (as surrogate escapes)
-            except UnicodeError:
-                raise CommandError(f"config set: the value of {key} is not UTF-8 text") from None
+            except UnicodeError as exc:
+                raise CommandError(f"config set: the value of {key} is not UTF-8 text") from exc
             kv[key] = value
         store.patch(scope, name, kv)
         changed = sorted(kv)

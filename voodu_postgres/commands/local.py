@@ -41,7 +41,7 @@ def parse_cli_ref(text: str) -> Ref:
     try:
         return parse_ref(text)
     except RefError as exc:
-        raise UsageError(str(exc)) from None
+        raise UsageError(str(exc)) from exc
 
 
 class LocalMode:
@@ -90,7 +90,7 @@ class LocalMode:
             try:
                 spec = load_spec(rec.scope, rec.name, rec.body)
             except SpecError as exc:
-                raise CommandError(f"recorded spec of {ref} no longer validates: {exc}") from None
+                raise CommandError(f"recorded spec of {ref} no longer validates: {exc}") from exc
             out.append((spec, rec.body, rec.network))
         return out
 

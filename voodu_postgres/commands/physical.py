@@ -176,7 +176,7 @@ def cmd_restore(args: Any, mode: LocalMode) -> int:
             except VooduError as exc:
                 first = str(exc).splitlines()[0]
                 raise CommandError(f"postgres {ref}: the primary serves the restored data, but the standbys did not "
-                                   f"converge: {first} (run `voodu-postgres reconcile {ref}`)") from None
+                                   f"converge: {first} (run `voodu-postgres reconcile {ref}`)") from exc
             if not report.converged:
                 raise CommandError(f"postgres {ref}: the primary serves the restored data, but the cluster did not "
                                    f"converge: {report.message} (run `voodu-postgres reconcile {ref}`)")

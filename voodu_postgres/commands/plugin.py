@@ -52,7 +52,7 @@ class PluginMode:
         try:
             ref = parse_ref(ref_text)
         except RefError as exc:
-            raise UsageError(str(exc)) from None
+            raise UsageError(str(exc)) from exc
         statefulset = self.client.describe(ref.scope, ref.name)
         spec = spec_from_statefulset(ref.scope, ref.name, statefulset)
         bucket = self.client.config(ref.scope, ref.name)

@@ -105,8 +105,8 @@ def _utc(moment: datetime) -> datetime:
 def _parse_time(text: str, what: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise BackupError(f"{what}: not a timestamp: {go_quote(text)}") from None
+    except ValueError as exc:
+        raise BackupError(f"{what}: not a timestamp: {go_quote(text)}") from exc
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
@@ -463,7 +463,7 @@ def parse_retention_duration(text: str) -> timedelta:
     try:
         ns = go_parse_duration(s)
     except ValueError as err:
-        raise ValueError(f"not a duration (try 7d, 2w, or Go duration like 168h): {err}") from None
+        raise ValueError(f"not a duration (try 7d, 2w, or Go duration like 168h): {err}") from err
     if ns < 0:
         raise ValueError("duration must be >= 0")
     return timedelta(microseconds=ns // 1_000)  # sub-microsecond precision is dropped
@@ -496,7 +496,7 @@ def max_age_flag(value: str | None, flag: str = "--max-age") -> timedelta:
     try:
         return parse_retention_duration(value)
     except ValueError as err:
-        raise UsageError(f"{flag} {go_quote(value)}: {err}") from None
+        raise UsageError(f"{flag} {go_quote(value)}: {err}") from err
 
 
 # -- retention (§5.16) -------------------------------------------------------------------------
@@ -689,7 +689,7 @@ class BackupMetadata:
         try:
             data = json.loads(text)
         except ValueError as err:
-            raise BackupError(f"backup metadata: not JSON: {err}") from None
+            raise BackupError(f"backup metadata: not JSON: {err}") from err
         if not isinstance(data, dict):
             raise BackupError("backup metadata: not a JSON object")
         return cls.from_dict(data)

@@ -68,7 +68,7 @@ def parse_blocks(text: str, *, source: str = "<string>") -> list[Block]:
         column = getattr(exc, "column", None)
         where = f"{source}:{line}:{column}" if line is not None else source
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise HCLSyntaxError(f"{where}: invalid HCL: {detail}") from None
+        raise HCLSyntaxError(f"{where}: invalid HCL: {detail}") from exc
     blocks: list[Block] = []
     for kind, entries in tree.items():
         if not isinstance(entries, list):

@@ -98,8 +98,8 @@ def parse_ulimit(name: str, value: object) -> tuple[int, int]:
     soft, _, hard = text.partition(":")
     try:
         return int(soft), int(hard or soft)
-    except ValueError:
-        raise PodSpecError(f'invalid ulimit {name} = "{text}" (expected soft:hard)') from None
+    except ValueError as exc:
+        raise PodSpecError(f'invalid ulimit {name} = "{text}" (expected soft:hard)') from exc
 
 
 #: env values that are secrets a live rotation changes (``new-password``): a pod reads them only

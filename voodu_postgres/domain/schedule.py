@@ -68,11 +68,11 @@ def validate_cron(expr: str) -> str:
     normal = " ".join(fields)
     try:
         croniter(normal, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except CroniterBadDateError:
-        raise UsageError(f"cron {go_quote(expr)}: it never fires") from None
+    except CroniterBadDateError as exc:
+        raise UsageError(f"cron {go_quote(expr)}: it never fires") from exc
     except (CroniterError, ValueError) as err:
         reason = re.sub(r"^\[[^\]]*\]\s*(is\s+)?", "", str(err)) or "not a valid expression"
-        raise UsageError(f"cron {go_quote(expr)}: {reason}") from None
+        raise UsageError(f"cron {go_quote(expr)}: {reason}") from err
     return normal
 
 
@@ -153,7 +153,7 @@ class BackupSchedule:
         try:
             data = json.loads(text)
         except ValueError as err:
-            raise ScheduleError(f"{where}: not JSON: {err}") from None
+            raise ScheduleError(f"{where}: not JSON: {err}") from err
         if not isinstance(data, dict):
             raise ScheduleError(f"{where}: not a JSON object")
         cron = data.get("cron", DEFAULT_CRON)
@@ -162,7 +162,7 @@ class BackupSchedule:
         try:
             cron = validate_cron(cron)
         except UsageError as err:
-            raise ScheduleError(f"{where}: {err}") from None
+            raise ScheduleError(f"{where}: {err}") from err
         replica = data.get("from_replica")
         keep = data.get("keep", 0)
         for key, value in (("from_replica", replica), ("keep", keep)):
@@ -174,7 +174,7 @@ class BackupSchedule:
         try:
             max_age = parse_retention_duration(max_age_text)
         except ValueError as err:
-            raise ScheduleError(f"{where}: max_age {go_quote(max_age_text)}: {err}") from None
+            raise ScheduleError(f"{where}: max_age {go_quote(max_age_text)}: {err}") from err
         since_text = data.get("since")
         since = None
         if since_text is not None:

@@ -27,7 +27,7 @@ def _sql(runtime: Runtime, desired: Desired, ordinal: int, sql: str) -> str:
         return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
                        database=desired.database, sql=sql)
     except RuntimeFailure as exc:
-        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
+        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
 
 
 def role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str) -> str:

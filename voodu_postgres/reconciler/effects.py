@@ -39,7 +39,7 @@ def sql(runtime: Runtime, desired: Desired, ordinal: int, statement: str) -> str
         return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
                        database=desired.database, sql=statement)
     except RuntimeFailure as exc:
-        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
+        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *, poll: float = 0.05) -> float:

@@ -238,7 +238,7 @@ def set_sync_names(runtime: Runtime, desired: Desired, ordinal: int) -> str:
         try:
             run_sql(runtime, target, port=desired.port, user=desired.user, database=desired.database, sql=sql)
         except RuntimeFailure as exc:
-            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from None
+            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
     return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
 
 

@@ -191,12 +191,12 @@ def commit(tmp: Path, dest: Path, *, force: bool) -> None:
     else:
         try:
             os.link(tmp, dest)
-        except FileExistsError:
+        except FileExistsError as exc:
             raise pm.PhysicalError(f"{dest} appeared while the backup ran; not overwriting it (the new backup is "
-                                   "discarded; pick another path, or --force)") from None
-        except OSError:  # a file system without hard links: check, then rename
+                                   "discarded; pick another path, or --force)") from exc
+        except OSError as exc:  # a file system without hard links: check, then rename
             if dest.exists():
-                raise pm.PhysicalError(f"{dest} appeared while the backup ran; not overwriting it") from None
+                raise pm.PhysicalError(f"{dest} appeared while the backup ran; not overwriting it") from exc
             os.rename(tmp, dest)
         else:
             tmp.unlink()

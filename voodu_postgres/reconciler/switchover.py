@@ -98,14 +98,14 @@ def _sql(ctx: Context, d: Desired, ordinal: int, sql: str) -> str:
     try:
         return repair.sql(ctx.runtime, d, ordinal, sql)
     except RuntimeFailure as exc:
-        raise FailoverError(str(exc)) from None
+        raise FailoverError(str(exc)) from exc
 
 
 def _wait(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     try:
         return repair.wait_until(lambda: _ok(predicate), timeout, what)
     except RuntimeFailure as exc:
-        raise FailoverError(str(exc)) from None
+        raise FailoverError(str(exc)) from exc
 
 
 def _ok(predicate: Callable[[], bool]) -> bool:
@@ -198,7 +198,7 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
         repair.promote_pod(ctx.runtime, d, target)
     except RuntimeFailure as exc:
         # the intent stays recorded: reconcile rolls forward (or back) from what it observes
-        raise FailoverError(f"{exc} — `voodu-postgres reconcile {ref}` finishes the switchover") from None
+        raise FailoverError(f"{exc} — `voodu-postgres reconcile {ref}` finishes the switchover") from exc
     progress(f"promoted {d.app_name(target)}: out of recovery, accepting writes "
              f"({time.monotonic() - t0:.2f}s after the fence)")
 
@@ -373,7 +373,7 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
                                 bucket=ctx.store.resolve(spec.scope, spec.name), extra_labels=ctx.extra_labels,
                                 progress=progress)
     except RuntimeFailure as exc:
-        raise FailoverError(str(exc)) from None
+        raise FailoverError(str(exc)) from exc
     _wait(lambda: streams_from_primary(d, load_cluster(spec, ctx).pod(ordinal)), 120,
           f"{d.app_name(ordinal)} to stream from {d.app_name(primary)}")
     _record(spec, ctx, repair.forget_rejoin(ctx.store.resolve(spec.scope, spec.name), ordinal))

@@ -12,6 +12,7 @@ export TESTCONTAINERS_RYUK_DISABLED=true
 echo "== ruff"; .venv/bin/ruff check voodu_postgres tests
 echo "== mypy --strict"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports
+echo "== complexity (radon, no function above 25)"; .venv/bin/python scripts/check_complexity.py
 run_pytest() {
 	local status=0
 	.venv/bin/pytest "$@" || status=$?

@@ -87,3 +87,20 @@ def test_bin_entry_point_error_is_an_envelope_on_stdout() -> None:
 def test_hooks_are_executable() -> None:
     for name in ("install", "uninstall", "bin/voodu-postgres"):
         assert os.access(ROOT / name, os.X_OK), name
+
+
+def test_plugin_yml_command_list_is_generated_from_the_registry() -> None:
+    from voodu_postgres.cli.registry import plugin_yml_commands
+
+    text = plugin_yml()
+    assert text[text.index("commands:\n"):] == plugin_yml_commands(), "run scripts/gen-plugin-yml.py"
+
+
+def test_registry_rows_say_how_each_command_behaves_under_voodu() -> None:
+    from voodu_postgres.cli.registry import BY_NAME, PLUGIN_COMMANDS
+
+    for name, row in BY_NAME.items():
+        standalone = row.standalone_only is not None
+        assert (name in PLUGIN_COMMANDS) is not standalone
+        if standalone:  # plugin.yml tells Voodu users the same
+            assert "standalone only" in (row.plugin_help or "") or name != row.name

@@ -51,8 +51,9 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
+from voodu_postgres.adapters.postgres import STATUS_SQL, Endpoint, parse_status
 from voodu_postgres.adapters.store import SqliteStore
-from voodu_postgres.domain.model import Desired, Observed
+from voodu_postgres.domain.model import Desired, Observed, PgStatus
 from voodu_postgres.domain.naming import DATA_MOUNT, Ref
 from voodu_postgres.domain.podspec import STATE_MOUNT, PodSpec
 from voodu_postgres.domain.spec import PostgresSpec, load_spec
@@ -599,6 +600,31 @@ class FakeRuntime:
         vol.standby_signal, vol.timeline, vol.lsn = True, src.timeline, src.lsn
         return ExecResult(0, "pg_rewind: servers diverged at WAL location 0/3000060 on timeline 1\n"
                              "pg_rewind: Done!")
+
+    # -- the Postgres port ----------------------------------------------------------------------
+
+    def postgres(self) -> FakeRuntime:
+        return self
+
+    def status(self, endpoint: Endpoint) -> PgStatus:
+        """The typed status of the pod behind ``endpoint``: answered by the same simulation (and
+        the same injected faults) as a psql statement in the pod, then parsed as the real adapter
+        parses the server's JSON."""
+        container = self.containers.get(endpoint.name)
+        if container is None or endpoint.port not in container.host_ports.values():
+            raise RuntimeFailure(f"{endpoint.name}: connection to server at \"{endpoint.host}\", port "
+                                 f"{endpoint.port} failed: Connection refused", transient=True)
+        port = next(cp for cp, hp in container.host_ports.items() if hp == endpoint.port)
+        result = self.exec(endpoint.name, ["psql", "-p", str(port), "-U", endpoint.user, "-d", endpoint.database,
+                                           "-c", STATUS_SQL])
+        lines = result.output.strip().splitlines()
+        if result.exit_code != 0:
+            raise RuntimeFailure(f"{endpoint.name}: {lines[-1] if lines else f'exit {result.exit_code}'}",
+                                 transient=True)
+        try:
+            return parse_status(json.loads(lines[-1]))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise RuntimeFailure(f"unexpected status output: {exc}") from exc
 
     # -- simulation ----------------------------------------------------------------------------
 

@@ -26,6 +26,9 @@ from requests import RequestException
 from voodu_postgres.domain.errors import VooduError
 from voodu_postgres.domain.podspec import PodSpec
 
+if TYPE_CHECKING:
+    from voodu_postgres.adapters.postgres import Postgres
+
 
 class RuntimeFailure(VooduError, RuntimeError):
     """A Docker operation failed; the message is one line a human can act on.
@@ -126,6 +129,10 @@ class Runtime(Protocol):
 
     def logs_tail(self, name: str, lines: int = 20) -> str: ...
 
+    def postgres(self) -> Postgres:
+        """How this engine's pods' Postgres is reached from here (their published addresses)."""
+        ...
+
 
 def _epoch(rfc3339: str) -> float | None:
     """Docker's ``2026-12-01T23:53:24.123456789Z`` as epoch seconds; None for the zero time."""
@@ -196,6 +203,7 @@ class DockerRuntime:
     """Docker operations used by the reconciler and the tests."""
 
     def __init__(self, client: Any | None = None) -> None:
+        self._postgres: Postgres | None = None
         try:
             self.client = client or docker.from_env(timeout=120)
             self.client.ping()
@@ -203,6 +211,13 @@ class DockerRuntime:
             raise _failure("cannot reach the Docker engine", exc) from exc
 
     # -- networks and volumes ---------------------------------------------------------------
+
+    def postgres(self) -> Postgres:
+        if self._postgres is None:
+            from voodu_postgres.adapters.postgres import PsycopgPostgres  # psycopg loads on first query
+
+            self._postgres = PsycopgPostgres()
+        return self._postgres
 
     def ensure_network(self, name: str, labels: Mapping[str, str] | None = None) -> None:
         try:

@@ -16,6 +16,9 @@ LAST_FAILOVER_KEY = "PG_LAST_FAILOVER"  # JSON: the last automatic failover (whe
 REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
 BACKUP_KEEP_KEY = "BACKUP_KEEP"
 DEFAULT_BACKUP_KEEP = "30"
+#: appended to a password key while a rotation is pending: the next password, recorded before the role
+#: changes so an interrupted rotation can finish (``POSTGRES_PASSWORD_NEXT``)
+PENDING_SUFFIX = "_NEXT"
 
 
 #: bucket keys whose values are secrets (shown only when asked for by key)

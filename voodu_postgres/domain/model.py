@@ -181,6 +181,8 @@ class Desired:
     auto_failover: FailoverPolicy | None = None  # None: a failing primary is reported, never replaced
     last_failover_at: float | None = None  # epoch seconds of the last automatic failover (PG_LAST_FAILOVER)
     failover_fencing: bool = False  # an automatic failover of this primary is recorded, not yet promoted
+    #: the superuser's password, then the next one while a rotation is pending (never printed)
+    passwords: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     def pod(self, ordinal: int) -> PodSpec:
         return self.pods[ordinal]

@@ -19,6 +19,8 @@ from typing import Any
 
 from voodu_postgres.domain.keys import (
     LAST_FAILOVER_KEY,
+    PASSWORD_KEY,
+    PENDING_SUFFIX,
     REJOIN_KEY,
     SWITCHOVER_KEY,
     ordinals,
@@ -88,6 +90,7 @@ def derive(
         last_failover_at=record.get("epoch") if (record := last_failover(bucket)).get("to") == target
         and record.get("state") == "promoted" else None,
         failover_fencing=record.get("state") == "fencing" and record.get("from") == target,
+        passwords=tuple(p for p in (bucket.get(PASSWORD_KEY, ""), bucket.get(PASSWORD_KEY + PENDING_SUFFIX, "")) if p),
     )
 
 

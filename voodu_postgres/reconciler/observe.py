@@ -1,10 +1,10 @@
 """Read-only effects: build an :class:`Observed` snapshot of one resource from Docker and Postgres.
 
 Pods are found by Voodu's labels (``voodu.scope``/``voodu.name``), never by guessing names.
-Postgres is asked through ``docker exec psql -h 127.0.0.1`` inside each running pod: TCP on
-loopback, which the image's pg_hba trusts, so no password is needed — and, unlike the unix
-socket, it is never answered by the temporary server the image runs during initdb (which would
-make a half-initialised primary look ready). One query per pod returns everything as JSON.
+Each running pod's Postgres is asked through the Postgres adapter (psycopg, at the pod's
+published address; see :mod:`voodu_postgres.adapters.postgres`): one query per pod returns
+everything as JSON. Other statements still run as ``docker exec psql`` inside the pod
+(:func:`run_sql`): loopback TCP there, which the image's pg_hba trusts.
 
 Observation never raises for one bad pod: an unreachable pod is recorded with its error and the
 planner decides what that means (Patroni/CNPG style partial snapshots). Pods are queried in
@@ -13,50 +13,16 @@ parallel so a pass stays fast as the cluster grows.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from voodu_postgres.adapters.docker import ContainerInfo, Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import file_digests
-from voodu_postgres.domain.model import Desired, Observed, PendingSetting, PgStatus, PodStatus, Replica
+from voodu_postgres.adapters.postgres import Endpoint
+from voodu_postgres.domain.model import Desired, Observed, PgStatus, PodStatus
 from voodu_postgres.domain.naming import Ref
 
 GUARD_LOG_MARKER = "refusing to start replica"
-
-# pg_current_wal_lsn() raises during recovery, so primary-only parts sit behind CASE.
-STATUS_SQL = """
-SELECT json_build_object(
-  'in_recovery', pg_is_in_recovery(),
-  'timeline', CASE WHEN pg_is_in_recovery()
-                   THEN (SELECT received_tli FROM pg_stat_wal_receiver)
-                   ELSE (SELECT timeline_id FROM pg_control_checkpoint()) END,
-  'lsn', CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()::text
-              ELSE pg_current_wal_lsn()::text END,
-  'pending', (SELECT coalesce(json_agg(json_build_object(
-                 'name', s.name, 'current', s.setting, 'next', f.setting) ORDER BY s.name), '[]'::json)
-               FROM pg_settings s
-               LEFT JOIN LATERAL (SELECT fs.setting FROM pg_file_settings fs
-                                  WHERE fs.name = s.name ORDER BY fs.seqno DESC LIMIT 1) f ON true
-               WHERE s.pending_restart),
-  'sync_auto', (SELECT setting FROM pg_file_settings WHERE name = 'synchronous_standby_names'
-                AND sourcefile LIKE '%postgresql.auto.conf' ORDER BY seqno DESC LIMIT 1),
-  'boot_overrides', (SELECT coalesce(json_agg(name ORDER BY name), '[]'::json) FROM pg_settings
-                     WHERE sourcefile LIKE '%/voodu-runtime.conf' AND name <> 'primary_conninfo'),
-  'receiver_status', (SELECT status FROM pg_stat_wal_receiver),
-  'received_lsn', CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn()::text END,
-  'receiver_host', (SELECT sender_host FROM pg_stat_wal_receiver),
-  'conninfo_host', CASE WHEN pg_is_in_recovery()
-                        THEN substring(current_setting('primary_conninfo') from 'host=([^ ]+)') END,
-  'replicas', CASE WHEN pg_is_in_recovery() THEN '[]'::json ELSE (
-      SELECT coalesce(json_agg(json_build_object(
-               'application_name', application_name, 'state', state,
-               'lag_bytes', pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint)
-             ORDER BY application_name), '[]'::json)
-      FROM pg_stat_replication) END
-)
-"""
-
 
 def psql_argv(port: int, user: str, database: str, sql: str) -> list[str]:
     return ["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(port),
@@ -74,41 +40,33 @@ def run_sql(runtime: Runtime, container: str, *, port: int, user: str, database:
     return result.output.strip()
 
 
-def parse_status(output: str) -> PgStatus:
-    data = json.loads(output.strip().splitlines()[-1])
-    return PgStatus(
-        in_recovery=bool(data["in_recovery"]),
-        timeline=data.get("timeline"),
-        lsn=data.get("lsn"),
-        pending=tuple(PendingSetting(p["name"], str(p["current"]), None if p.get("next") is None else str(p["next"]))
-                      for p in data.get("pending") or []),
-        receiver_status=data.get("receiver_status"),
-        receiver_host=data.get("receiver_host"),
-        conninfo_host=data.get("conninfo_host"),
-        received_lsn=data.get("received_lsn"),
-        sync_auto=data.get("sync_auto"),
-        boot_overrides=tuple(data.get("boot_overrides") or ()),
-        replicas=tuple(
-            Replica(r["application_name"], r["state"], r.get("lag_bytes")) for r in data.get("replicas") or []
-        ),
-    )
-
-
 def resource_labels(ref: Ref) -> dict[str, str]:
     """Voodu's labels that identify every pod of one statefulset resource."""
     return {"voodu.kind": "statefulset", "voodu.scope": ref.scope, "voodu.name": ref.name}
 
 
-def query_pg(runtime: Runtime, container: str, *, port: int, user: str,
-             database: str) -> tuple[PgStatus | None, str | None]:
+def endpoint_of(info: ContainerInfo, desired: Desired) -> Endpoint:
+    """Where to reach a running pod's Postgres from this host: its published address, as the user
+    and database it was created with (after a change of `port` a pod listens on the old one until
+    it is recreated), with the bucket's password."""
+    port = info.port or desired.port
+    published = info.published.get(port, "")
+    host, _, host_port = published.rpartition(":")
+    if not (host_port.isascii() and host_port.isdigit()):
+        raise RuntimeFailure(f"{info.name}: port {port} is not published")
+    if host in ("", "0.0.0.0", "::", "[::]"):
+        host = "127.0.0.1"  # published on every interface: loopback reaches it without leaving the host
+    return Endpoint(name=info.name, host=host.strip("[]"), port=int(host_port),
+                    user=info.identity.get("POSTGRES_USER") or desired.user,
+                    database=info.identity.get("POSTGRES_DB") or desired.database, passwords=desired.passwords)
+
+
+def query_pg(runtime: Runtime, info: ContainerInfo, desired: Desired) -> tuple[PgStatus | None, str | None]:
+    """A running pod's status, or why it could not be read (never raises for one bad pod)."""
     try:
-        output = run_sql(runtime, container, port=port, user=user, database=database, sql=STATUS_SQL)
+        return runtime.postgres().status(endpoint_of(info, desired)), None
     except RuntimeFailure as exc:
         return None, str(exc)
-    try:
-        return parse_status(output), None
-    except (ValueError, KeyError, IndexError) as exc:
-        return None, f"unexpected status output: {exc}"
 
 
 def _pod_status(runtime: Runtime, info: ContainerInfo, ordinal: int, desired: Desired,
@@ -116,11 +74,7 @@ def _pod_status(runtime: Runtime, info: ContainerInfo, ordinal: int, desired: De
     pg, error = (None, None)
     guard = False
     if info.state == "running":
-        # ask each pod on the port, user and database it was created with: after a change of
-        # `port` the pods still listen on the old one until they are recreated
-        pg, error = query_pg(runtime, info.name, port=info.port or desired.port,
-                             user=info.identity.get("POSTGRES_USER") or desired.user,
-                             database=info.identity.get("POSTGRES_DB") or desired.database)
+        pg, error = query_pg(runtime, info, desired)
     if pg is None and (info.state in ("restarting", "exited") or info.restart_count > 0):
         guard = GUARD_LOG_MARKER in runtime.logs_tail(info.name, 40)
     return PodStatus(

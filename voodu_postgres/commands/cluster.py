@@ -5,6 +5,9 @@ Each resolves its resources through :class:`LocalMode`, delegates the work to th
 and formats. Whenever the cluster's shape may have moved — a promote moves the writer, a scale
 changes the reader set — linked consumers' URLs are refreshed afterwards (only those that
 differ), so apps follow the cluster without a separate command.
+
+``reconcile --watch`` only wires its daemon (:mod:`voodu_postgres.reconciler.watch`) to this host:
+the applied clusters, the leases, the consumer refresh, the backup schedules and the output.
 """
 
 from __future__ import annotations
@@ -13,35 +16,24 @@ import argparse
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
-from datetime import UTC, datetime
 from typing import Any
 
-from voodu_postgres.adapters.docker import ENGINE_ERRORS
-from voodu_postgres.adapters.lease import LeaseBusy
 from voodu_postgres.commands.base import Env, ExitStatus
 from voodu_postgres.commands.files import read_files
 from voodu_postgres.commands.info import format_info, info_snapshot
-from voodu_postgres.commands.local import LocalMode
+from voodu_postgres.commands.local import LocalMode, Recorded
 from voodu_postgres.commands.mode import refreshed_consumers
-from voodu_postgres.domain.errors import CommandError, UsageError, VooduError
-from voodu_postgres.domain.health import HealthTracker
-from voodu_postgres.domain.naming import Ref
-from voodu_postgres.domain.physical import PhysicalError, refuse_while_restoring
+from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.physical import refuse_while_restoring
 from voodu_postgres.domain.podspec import CONTROLLER_ONLY_KEYS
 from voodu_postgres.domain.spec import PostgresSpec, SpecError, load_spec
 from voodu_postgres.reconciler.desired import assets_dir_for, state_dir_for
-from voodu_postgres.reconciler.loop import Context, Report, reconcile
+from voodu_postgres.reconciler.loop import DEFAULT_TIMEOUT, Context, Report, reconcile
 from voodu_postgres.reconciler.observe import resource_labels
+from voodu_postgres.reconciler.watch import Watcher, WatchHooks
 
-#: the longest pause between two probes of a cluster with auto_failover (a quarter of its
-#: failover_timeout when that is shorter)
-PROBE_INTERVAL = 0.5
-
-
-#: a scheduled backup's failure is reported and the watch goes on
-_PASS_ERRORS: tuple[type[Exception], ...] = (VooduError, *ENGINE_ERRORS)
 
 def _say(env: Env, line: str) -> None:
     env.say(line)
@@ -75,6 +67,10 @@ def _print_report(env: Env, report: Report, *, dry_run: bool) -> None:
     _say(env, report.message)
 
 
+def _write_json(env: Env, reports: list[Report]) -> None:
+    env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
+
+
 def _report_json(report: Report) -> dict[str, Any]:
     return {
         "ref": report.ref,
@@ -93,51 +89,72 @@ def _report_json(report: Report) -> dict[str, Any]:
 
 
 def cmd_apply(args: argparse.Namespace, mode: LocalMode) -> int:
-    env, store = mode.env, mode.store
     if args.timeout <= 0:
         raise UsageError("apply: --timeout must be > 0")
-    contents = read_files(args.files, cache_dir=mode.home / "cache")
-    specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
-    if not specs:
-        raise CommandError(f"no postgres blocks in {', '.join(args.files)}")
+    specs = _specs_in_files(args.files, mode)
     network = mode.network(args.network)
     for spec, _body in specs:
-        ignored = [k for k in CONTROLLER_ONLY_KEYS if k in spec.passthrough]
-        if ignored and args.output == "text":
-            _say(env, f"⚠ postgres {spec.ref}: {', '.join(ignored)} only work under Voodu's controller; "
-                      "standalone apply ignores them")
-        _refuse_identity_change(store, spec)
-        recorded = store.resource(spec.scope, spec.name)
-        if recorded is not None and recorded.network != network:
-            raise CommandError(f"postgres {spec.ref} runs on network {recorded.network}; apply with "
-                               f"--network {recorded.network} (moving a cluster between networks is not supported)")
+        _check_apply(mode, spec, network, warn=args.output == "text")
     ctx = mode.context(network)
     if not args.dry_run:
         ctx.runtime.ensure_network(network, labels=ctx.extra_labels)
+    text = args.output == "text"
     reports = []
-    failed = False
     for spec, body in specs:
-        text = args.output == "text"
-        # a dry run reads only: it takes no lease
-        with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "apply"):
-            _refuse_while_restoring(mode, spec, "apply")
-            report = reconcile(spec, ctx, body=body, dry_run=args.dry_run, wait=not args.no_wait,
-                               timeout=args.timeout, progress=(lambda line: _say(env, f"  {line}")) if text else
-                               (lambda _line: None))
-            refreshed = [] if args.dry_run else refresh_consumers(mode, spec, network)
+        report, refreshed = _converge(mode, spec, ctx, "apply", dry_run=args.dry_run, text=text, body=body,
+                                      wait=not args.no_wait, timeout=args.timeout)
         reports.append(report)
         if text:
-            _print_report(env, report, dry_run=args.dry_run)
+            _print_report(mode.env, report, dry_run=args.dry_run)
             for line in refreshed:
-                _say(env, f"  {line}")
-        if report.plan.blocked or any(not o.ok for o in report.outcomes):
-            failed = True
+                _say(mode.env, f"  {line}")
     if args.output == "json":
-        env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
+        _write_json(mode.env, reports)
+    failed = [r for r in reports if r.plan.blocked or any(not o.ok for o in r.outcomes)]
     if failed and not args.dry_run:
-        raise CommandError("; ".join(r.message for r in reports if r.plan.blocked or
-                                     any(not o.ok for o in r.outcomes)))
+        raise CommandError("; ".join(r.message for r in failed))
     return ExitStatus.OK
+
+
+def _specs_in_files(files: list[str], mode: LocalMode) -> list[tuple[PostgresSpec, dict[str, Any]]]:
+    """Every postgres block of the files, with the body it was read from."""
+    contents = read_files(files, cache_dir=mode.home / "cache")
+    specs = [(s, b) for c in contents for s, b in zip(c.specs, c.bodies, strict=True)]
+    if not specs:
+        raise CommandError(f"no postgres blocks in {', '.join(files)}")
+    return specs
+
+
+def _check_apply(mode: LocalMode, spec: PostgresSpec, network: str, *, warn: bool) -> None:
+    """What an apply refuses (or warns about) before anything is touched."""
+    ignored = [k for k in CONTROLLER_ONLY_KEYS if k in spec.passthrough]
+    if ignored and warn:
+        _say(mode.env, f"⚠ postgres {spec.ref}: {', '.join(ignored)} only work under Voodu's controller; "
+                       "standalone apply ignores them")
+    _refuse_identity_change(mode.store, spec)
+    recorded = mode.store.resource(spec.scope, spec.name)
+    if recorded is not None and recorded.network != network:
+        raise CommandError(f"postgres {spec.ref} runs on network {recorded.network}; apply with "
+                           f"--network {recorded.network} (moving a cluster between networks is not supported)")
+
+
+def _converge(mode: LocalMode, spec: PostgresSpec, ctx: Context, command: str, *, dry_run: bool, text: bool,
+              body: Mapping[str, Any] | None = None, wait: bool = False,
+              timeout: float = DEFAULT_TIMEOUT) -> tuple[Report, list[str]]:
+    """One cluster reconciled by ``apply`` or a one-shot ``reconcile``, under its lease; the
+    report and the linked consumers whose URLs were refreshed."""
+    env = mode.env
+
+    def progress(line: str) -> None:
+        if text:
+            _say(env, f"  {line}")
+
+    # a dry run reads only: it takes no lease
+    with nullcontext() if dry_run else mode.lease(str(spec.ref), command):
+        _refuse_while_restoring(mode, spec, command)
+        report = reconcile(spec, ctx, body=body, dry_run=dry_run, wait=wait, timeout=timeout, progress=progress)
+        refreshed = [] if dry_run else refresh_consumers(mode, spec, ctx.network)
+    return report, refreshed
 
 
 def _refuse_while_restoring(mode: LocalMode, spec: PostgresSpec, command: str) -> None:
@@ -166,114 +183,66 @@ def _refuse_identity_change(store: Any, spec: PostgresSpec) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace, mode: LocalMode) -> int:
-    env = mode.env
     if args.watch and args.dry_run:
         raise UsageError("reconcile: --watch and --dry-run don't combine")
     if args.interval <= 0:
         raise UsageError("reconcile: --interval must be > 0")
     resources = mode.recorded(args.refs)
     if not resources:
-        _say(env, "no applied clusters on this host")
+        _say(mode.env, "no applied clusters on this host")
         return ExitStatus.OK
-    # the watcher's memory of each primary across passes: how long it has been failing
-    tracker = HealthTracker() if args.watch else None
-    said: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    due: dict[str, float] = {}  # when each cluster's next pass is (monotonic)
-    bookkeeping: dict[str, float] = {}  # when its backups are next looked at (the operator's interval)
     if args.watch:
-        # a watcher never queues behind another operation: one busy cluster must not delay the
-        # probes (and failovers) of the others; it skips that cluster this pass instead
-        mode.lock_wait = False
+        _watch(args, mode)
+        return ExitStatus.OK
+    return _reconcile_once(args, mode, resources)
 
-    def period(spec: PostgresSpec) -> float:
-        """A cluster with auto_failover is probed often enough for its failover_timeout to mean
-        something; the others keep the operator's interval."""
-        if not spec.auto_failover:
-            return float(args.interval)
-        return float(min(args.interval, PROBE_INTERVAL, spec.failover_timeout / 4))  # the spec keeps it ≥ 1 s
 
-    def stamp() -> str:
-        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def _reconcile_once(args: argparse.Namespace, mode: LocalMode, resources: list[Recorded]) -> int:
+    """``reconcile`` without ``--watch``: one pass over each cluster; any error ends it."""
+    text = args.output == "text"
+    reports = []
+    for spec, _body, network in resources:
+        report, refreshed = _converge(mode, spec, mode.context(network), "reconcile", dry_run=args.dry_run,
+                                      text=text)
+        reports.append(report)
+        if text:
+            _print_report(mode.env, report, dry_run=args.dry_run)
+            for line in refreshed:
+                _say(mode.env, f"  {line}")
+    if args.output == "json":
+        _write_json(mode.env, reports)
+    failed = [r for r in reports if any(not o.ok for o in r.outcomes)]
+    if failed:
+        raise CommandError("; ".join(r.message for r in failed))
+    return ExitStatus.OK
 
-    while True:
-        reports = []
-        if args.watch:
-            # re-read every pass: an apply or delete since the last pass must win, not be undone
-            resources = [r for r in mode.recorded([]) if not args.refs or str(r[0].ref) in args.refs]
-        for spec, _body, network in resources:
-            key = str(spec.ref)
-            if args.watch and time.monotonic() < due.get(key, 0.0):
-                continue
-            due[key] = time.monotonic() + period(spec)
-            ctx = mode.context(network)
-            # the slower chores (backup schedules, consumers' URLs when nothing changed) run at the
-            # operator's interval, not on every failover probe
-            chores = not args.watch or time.monotonic() >= bookkeeping.get(key, 0.0)
 
-            def progress(line: str, ref: Ref = spec.ref) -> None:
-                if args.output != "text":
-                    return
-                # watching: one timestamped line per action
-                _say(env, f"{stamp()} {ref}: {line}" if args.watch else f"  {line}")
+def _watch(args: argparse.Namespace, mode: LocalMode) -> None:
+    """``reconcile --watch``: the daemon lives in the reconciler; this wires it to the host's
+    clusters, leases, consumers, backup schedules and output. Returns only by an exception
+    (SIGTERM unwinds it as ``KeyboardInterrupt``)."""
+    # imported here, as before the daemon moved: only a watcher runs scheduled backups
+    from voodu_postgres.commands.backups import run_due
 
-            try:
-                with nullcontext() if args.dry_run else mode.lease(str(spec.ref), "reconcile"):
-                    _refuse_while_restoring(mode, spec, "reconcile")
-                    report = reconcile(spec, ctx, dry_run=args.dry_run, wait=False, progress=progress,
-                                       health=tracker)
-                    # after any step (a failover moves the primary) at once; otherwise with the chores
-                    refreshed = [] if args.dry_run or not (report.outcomes or chores) else \
-                        refresh_consumers(mode, spec, network)
-            except (LeaseBusy, PhysicalError) as exc:
-                if not args.watch:
-                    raise
-                assert tracker is not None
-                tracker.forget(key)  # no probe this pass: a count of failures would span the gap
-                if skipped.get(key) != str(exc):  # once per holder, not every half second
-                    env.stderr.write(f"{stamp()} ⚠ {spec.ref}: skipped: {exc}\n")
-                    skipped[key] = str(exc)
-                continue
-            except ENGINE_ERRORS as exc:
-                if not args.watch:
-                    raise
-                # a watch loop outlives a Docker hiccup: say so and try again next pass
-                env.stderr.write(f"{stamp()} ⚠ {spec.ref}: pass failed: {exc}\n")
-                continue
-            skipped.pop(key, None)
-            reports.append(report)
-            if args.output == "text" and args.watch:
-                # a watcher passes every second or so: say what changed, not the same state again
-                if said.get(report.ref) != report.message:
-                    _say(env, f"{stamp()} {report.message}")
-                    said[report.ref] = report.message
-                for line in refreshed:
-                    _say(env, f"{stamp()} {spec.ref}: {line}")
-            elif args.output == "text":
-                _print_report(env, report, dry_run=args.dry_run)
-                for line in refreshed:
-                    _say(env, f"  {line}")
-            # scheduled backups are started by the watcher (backups:schedule)
-            if args.watch and chores:
-                bookkeeping[key] = time.monotonic() + args.interval
-                from voodu_postgres.commands.backups import run_due
+    env = mode.env
+    # a watcher never queues behind another operation: one busy cluster must not delay the
+    # probes (and failovers) of the others; it skips that cluster this pass instead
+    mode.lock_wait = False
 
-                try:
-                    started = run_due(mode, spec.ref)
-                except _PASS_ERRORS as exc:
-                    env.stderr.write(f"⚠ {spec.ref}: scheduled backup: {exc}\n")
-                    started = None
-                if started and args.output == "text":
-                    _say(env, f"{stamp()} {spec.ref}: {started}")
-        if args.output == "json":
-            env.stdout.write(json.dumps([_report_json(r) for r in reports], indent=2) + "\n")
-        if not args.watch:
-            failed = [r for r in reports if any(not o.ok for o in r.outcomes)]
-            if failed:
-                raise CommandError("; ".join(r.message for r in failed))
-            return ExitStatus.OK
-        wake = min([due.get(str(spec.ref), 0.0) for spec, _b, _n in resources] or [time.monotonic() + args.interval])
-        time.sleep(max(0.05, wake - time.monotonic()))
+    def warn(line: str) -> None:
+        env.stderr.write(line + "\n")
+
+    hooks = WatchHooks(
+        clusters=lambda: [r for r in mode.recorded([]) if not args.refs or str(r[0].ref) in args.refs],
+        context=mode.context,
+        lease=mode.lease,
+        refresh_consumers=lambda spec, network: refresh_consumers(mode, spec, network),
+        run_due=lambda ref: run_due(mode, ref),
+        say=env.say if args.output == "text" else (lambda _line: None),
+        warn=warn,
+        on_pass=(lambda reports: _write_json(env, reports)) if args.output == "json" else (lambda _reports: None),
+    )
+    Watcher(hooks, interval=args.interval).run()
 
 
 def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:

@@ -40,6 +40,8 @@ _FAILOVER_CHAIN = frozenset({StepKind.FAILOVER, StepKind.FENCE, StepKind.PROMOTE
 _MAX_URGENT_PASSES = 8
 #: steps that (re)boot the primary: it gets a grace period before "not answering" counts
 _BOOTS_PRIMARY = frozenset({StepKind.START_POD, StepKind.CREATE_POD, StepKind.RESTART_POD, StepKind.RECREATE_POD})
+#: how long ``reconcile(wait=True)`` may take, in seconds, unless told otherwise
+DEFAULT_TIMEOUT = 300.0
 
 
 class ConvergeTimeout(VooduError, RuntimeError):
@@ -89,7 +91,7 @@ def reconcile(
     body: Mapping[str, Any] | None = None,
     dry_run: bool = False,
     wait: bool = True,
-    timeout: float = 300.0,
+    timeout: float = DEFAULT_TIMEOUT,
     progress: Progress = lambda _line: None,
     health: HealthTracker | None = None,
 ) -> Report:
@@ -99,102 +101,158 @@ def reconcile(
     it, a failing primary is reported and, with ``auto_failover``, failed over. Without ``wait``,
     one pass — plus the immediately following passes of a failover in flight (fence → promote →
     record), so the new primary takes writes without waiting for the next watch interval."""
-    ref = spec.ref
+    bucket, seeded = _seed(spec, ctx, body=body, dry_run=dry_run)
+    return _Convergence(spec, ctx, bucket, seeded, dry_run=dry_run, wait=wait, timeout=timeout,
+                        progress=progress, health=health).run()
+
+
+def _seed(spec: PostgresSpec, ctx: Context, *, body: Mapping[str, Any] | None,
+          dry_run: bool) -> tuple[Mapping[str, str], list[str]]:
+    """Write what a first apply needs into the bucket (a dry run only simulates it) and record the
+    applied ``body``; the bucket as the passes start from, and what was seeded."""
     bucket = ctx.store.resolve(spec.scope, spec.name)
     seeds = seed_actions(spec, bucket)
     seeded = [f"{a.describe()}" for a in seeds]
-    if bucket.get(PASSWORD_KEY) and any(PASSWORD_KEY in (a.kv or {}) for a in seeds) \
-            and ctx.store.resource(spec.scope, spec.name) is not None:
-        raise SpecError([Problem(str(ref), "password", (
-            "differs from the cluster's current password (editing it here would not change the role); "
-            f"remove `password` from the block, and rotate with `voodu-postgres new-password {ref}`"))])
+    _refuse_password_edit(spec, ctx, bucket, seeds)
     if dry_run:
         simulated = dict(bucket)
         for action in seeds:
             simulated.update(action.kv or {})
-        bucket = simulated
-    else:
-        apply_actions(ctx.store, seeds)
-        if body is not None:
-            ctx.store.record_resource(spec.scope, spec.name, body, ctx.network)
-        bucket = ctx.store.resolve(spec.scope, spec.name)
+        return simulated, seeded
+    apply_actions(ctx.store, seeds)
+    if body is not None:
+        ctx.store.record_resource(spec.scope, spec.name, body, ctx.network)
+    return ctx.store.resolve(spec.scope, spec.name), seeded
 
-    assets_dir = assets_dir_for(ctx.home, spec)
-    state_dir = state_dir_for(ctx.home, spec)
 
-    def current_desired() -> Desired:
+def _refuse_password_edit(spec: PostgresSpec, ctx: Context, bucket: Mapping[str, str], seeds: list[Action]) -> None:
+    """A ``password`` in the block of an existing cluster that differs from its bucket's would
+    only change the bucket, never the role: refuse it and point at the rotation command."""
+    if bucket.get(PASSWORD_KEY) and any(PASSWORD_KEY in (a.kv or {}) for a in seeds) \
+            and ctx.store.resource(spec.scope, spec.name) is not None:
+        raise SpecError([Problem(str(spec.ref), "password", (
+            "differs from the cluster's current password (editing it here would not change the role); "
+            f"remove `password` from the block, and rotate with `voodu-postgres new-password {spec.ref}`"))])
+
+
+class _Convergence:
+    """The passes of one :func:`reconcile` over a seeded resource, and what they carry from one
+    pass to the next: the previous roles (for the role-change lines), the outcomes so far, the
+    count of passes and of urgent (failover chain) passes, and the deadline."""
+
+    def __init__(self, spec: PostgresSpec, ctx: Context, bucket: Mapping[str, str], seeded: list[str], *,
+                 dry_run: bool, wait: bool, timeout: float, progress: Progress,
+                 health: HealthTracker | None) -> None:
+        self.spec, self.ctx, self.bucket, self.seeded = spec, ctx, bucket, seeded
+        self.dry_run, self.wait, self.timeout = dry_run, wait, timeout
+        self.progress, self.health = progress, health
+        self.assets_dir = assets_dir_for(ctx.home, spec)
+        self.state_dir = state_dir_for(ctx.home, spec)
+        self.desired = self._current_desired()
+        if not dry_run:
+            write_state(self.state_dir, {"primary_ordinal": str(self.desired.target_primary)})
+        self.deadline = ctx.clock() + timeout
+        self.previous: dict[int, PodRole] = {}
+        self.outcomes: list[Outcome] = []
+        self.passes = 0
+        self.urgent = 0
+        self.records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=self._write_records,
+                               replication_user=spec.replication_user, extra_labels=ctx.extra_labels,
+                               wall=ctx.wall)
+
+    def run(self) -> Report:
+        while True:
+            self.passes += 1
+            if self.passes > 1:
+                self.desired = self._current_desired()
+            current = self._plan_pass()
+            if self.dry_run:
+                return self._report(current, current.message, current.converged, outcomes=[])
+            done = self._after_steps(current) if current.steps else self._after_idle(current)
+            if done is not None:
+                return done
+
+    def _current_desired(self) -> Desired:
         # the bucket is re-read on every pass: while a long apply waits, a promote may set its
         # switchover marker (PG_SWITCHOVER_TO) or move the primary (PG_PRIMARY_ORDINAL)
-        source = bucket if dry_run else ctx.store.resolve(spec.scope, spec.name)
-        return derive(spec, source, assets_dir=assets_dir, network=ctx.network, extra_labels=ctx.extra_labels,
-                      state_dir=state_dir)
+        spec, ctx = self.spec, self.ctx
+        source = self.bucket if self.dry_run else ctx.store.resolve(spec.scope, spec.name)
+        return derive(spec, source, assets_dir=self.assets_dir, network=ctx.network,
+                      extra_labels=ctx.extra_labels, state_dir=self.state_dir)
 
-    desired = current_desired()
-    if not dry_run:
-        write_state(state_dir, {"primary_ordinal": str(desired.target_primary)})
-    deadline = ctx.clock() + timeout
-    previous: dict[int, PodRole] = {}
-    outcomes: list[Outcome] = []
-    passes = 0
-    urgent = 0
-
-    def write_records(kv: Mapping[str, str]) -> None:
-        ctx.store.patch(spec.scope, spec.name, kv)
+    def _write_records(self, kv: Mapping[str, str]) -> None:
+        self.ctx.store.patch(self.spec.scope, self.spec.name, kv)
         if PRIMARY_ORDINAL_KEY in kv:
-            write_state(state_dir, {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
+            write_state(self.state_dir, {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
 
-    records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=write_records,
-                      replication_user=spec.replication_user, extra_labels=ctx.extra_labels, wall=ctx.wall)
-    while True:
-        passes += 1
-        if passes > 1:
-            desired = current_desired()
-        observed = snapshot(ctx.runtime, desired, assets_dir)
-        if health is not None:
-            observed = replace(observed, health=health.observe(
+    def _plan_pass(self) -> Plan:
+        """Observe the cluster (and, watching, the primary's health), say which pods changed role
+        since the last pass, and plan."""
+        desired, ctx = self.desired, self.ctx
+        observed = snapshot(ctx.runtime, desired, self.assets_dir)
+        if self.health is not None:
+            observed = replace(observed, health=self.health.observe(
                 desired, observed, now=ctx.clock(), wall=ctx.wall(), last_failover_at=desired.last_failover_at))
         roles = {o: r for o, r in roles_of(desired, observed).items() if pod_of(desired, observed, o).exists}
         for ordinal, role in roles.items():
-            before = previous.get(ordinal)
+            before = self.previous.get(ordinal)
             if before is not None and before != role:
-                progress(f"{desired.app_name(ordinal)}: {before.value} → {role.value}")
-        previous = roles
-        current = plan(desired, observed)
-        if dry_run:
-            return Report(str(ref), current.message, current.converged, current, seeded, [], passes)
-        if current.steps:
-            results = execute(current, desired, ctx.runtime, assets_dir=assets_dir,
-                              retrying=lambda: default_retrying(sleep=ctx.sleep), records=records)
-            for outcome in results:
-                mark = "✓" if outcome.ok else "✗"
-                progress(f"{mark} {outcome.step.kind.value}"
-                         f"{'' if outcome.step.ordinal is None else ' ' + desired.app_name(outcome.step.ordinal)}"
-                         f" — {outcome.detail}")
-            outcomes.extend(results)
-            failed = [o for o in results if not o.ok]
-            if health is not None and any(o.ok and o.step.ordinal == desired.target_primary
-                                          and o.step.kind in _BOOTS_PRIMARY for o in results):
-                health.restarted(desired, ctx.clock())
-            in_flight = not failed and any(o.step.kind in _FAILOVER_CHAIN for o in results)
-            if in_flight and urgent < _MAX_URGENT_PASSES:
-                urgent += 1
-                continue
-            if not wait or any(not o.retryable for o in failed):
-                # a permanent failure (missing image, bad config…) won't fix itself: stop and say so
-                message = f"{ref}: {failed[0].step}: {failed[0].detail}" if failed else current.message
-                return Report(str(ref), message, False, current, seeded, outcomes, passes)
-            if ctx.clock() > deadline:
-                raise _timeout(desired, current, ctx, timeout)
-            if failed:
-                ctx.sleep(1.0)  # transient Docker trouble: back off before the next pass
-            continue
-        if current.converged or not wait:
-            return Report(str(ref), current.message, current.converged, current, seeded, outcomes, passes)
+                self.progress(f"{desired.app_name(ordinal)}: {before.value} → {role.value}")
+        self.previous = roles
+        return plan(desired, observed)
+
+    def _execute(self, current: Plan) -> list[Outcome]:
+        """Run the plan's steps, one progress line each; a primary (re)booted gets its grace."""
+        desired = self.desired
+        results = execute(current, desired, self.ctx.runtime, assets_dir=self.assets_dir,
+                          retrying=lambda: default_retrying(sleep=self.ctx.sleep), records=self.records)
+        for outcome in results:
+            mark = "✓" if outcome.ok else "✗"
+            self.progress(f"{mark} {outcome.step.kind.value}"
+                          f"{'' if outcome.step.ordinal is None else ' ' + desired.app_name(outcome.step.ordinal)}"
+                          f" — {outcome.detail}")
+        self.outcomes.extend(results)
+        if self.health is not None and any(o.ok and o.step.ordinal == desired.target_primary
+                                           and o.step.kind in _BOOTS_PRIMARY for o in results):
+            self.health.restarted(desired, self.ctx.clock())
+        return results
+
+    def _after_steps(self, current: Plan) -> Report | None:
+        """After a pass that ran steps: the report when done, None for another pass."""
+        results = self._execute(current)
+        failed = [o for o in results if not o.ok]
+        in_flight = not failed and any(o.step.kind in _FAILOVER_CHAIN for o in results)
+        if in_flight and self.urgent < _MAX_URGENT_PASSES:
+            self.urgent += 1  # the failover chain's next step follows at once, without a wait
+            return None
+        if not self.wait or any(not o.retryable for o in failed):
+            # a permanent failure (missing image, bad config…) won't fix itself: stop and say so
+            message = f"{self.spec.ref}: {failed[0].step}: {failed[0].detail}" if failed else current.message
+            return self._report(current, message, False)
+        self._check_deadline(current)
+        if failed:
+            self.ctx.sleep(1.0)  # transient Docker trouble: back off before the next pass
+        return None
+
+    def _after_idle(self, current: Plan) -> Report | None:
+        """After a pass with nothing to do: the report when done, None (after a short wait) for
+        another pass."""
+        if current.converged or not self.wait:
+            return self._report(current, current.message, current.converged)
         if current.blocked and not current.waiting:
-            return Report(str(ref), current.message, False, current, seeded, outcomes, passes)
-        if ctx.clock() > deadline:
-            raise _timeout(desired, current, ctx, timeout)
-        ctx.sleep(0.25)
+            return self._report(current, current.message, False)
+        self._check_deadline(current)
+        self.ctx.sleep(0.25)
+        return None
+
+    def _check_deadline(self, current: Plan) -> None:
+        if self.ctx.clock() > self.deadline:
+            raise _timeout(self.desired, current, self.ctx, self.timeout)
+
+    def _report(self, current: Plan, message: str, converged: bool, *,
+                outcomes: list[Outcome] | None = None) -> Report:
+        return Report(str(self.spec.ref), message, converged, current, self.seeded,
+                      self.outcomes if outcomes is None else outcomes, self.passes)
 
 
 def _timeout(desired: Desired, current: Plan, ctx: Context, timeout: float) -> ConvergeTimeout:

@@ -11,8 +11,8 @@ write on the new primary, next to a floor measured in the same run on the same c
   and unsafe (one slow answer would make two primaries).
 
 * **probe latency under load** — what the default ``failover_timeout`` rests on: the watcher's
-  health query (``docker exec … psql``, the same call ``observe`` makes) repeated for 30 s while
-  ``pgbench`` saturates the primary; p50 / p99 / max. A timeout must sit well above the worst
+  status query (through the same Postgres adapter ``observe`` uses) repeated for 30 s while
+  ``pgbench`` saturates the primary; p50 / p99 / max, next to a bare ``SELECT 1`` alternated with it. A timeout must sit well above the worst
   healthy answer, or a busy primary gets failed over.
 
 Between runs the cluster is healed by the reconciler (the old primary is rewound and follows the
@@ -41,9 +41,8 @@ from tests.integration.conftest import SESSION, TEST_LABEL  # noqa: E402
 from tests.integration.helpers_cli import Cluster  # noqa: E402
 from tests.integration.load import assert_healed, dial, kill, primary_ordinal, q  # noqa: E402
 from voodu_postgres.adapters.docker import DockerRuntime  # noqa: E402
-from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY
+from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, REJOIN_KEY  # noqa: E402
 from voodu_postgres.domain.spec import DEFAULT_FAILOVER_TIMEOUT  # noqa: E402
-from voodu_postgres.render.expansion import REJOIN_KEY  # noqa: E402
 
 
 class FirstWrite(threading.Thread):
@@ -136,12 +135,18 @@ def floor(c: Cluster, replicas: int) -> float:
     return took
 
 
-def probe_latency(c: Cluster, seconds: float = 30) -> list[float]:
-    """The watcher's status query against a primary under pgbench; each answer's latency."""
-    from voodu_postgres.reconciler.observe import STATUS_SQL, run_sql
+def probe_latency(c: Cluster, seconds: float = 30) -> tuple[list[float], list[float]]:
+    """The watcher's status query against a primary under pgbench, through the Postgres adapter
+    the watcher uses (a cached psycopg connection at the pod's published address); each answer's
+    latency, next to the floor: a bare ``SELECT 1`` on its own psycopg connection, alternated."""
+    import psycopg
+
+    from voodu_postgres.adapters.postgres import Endpoint, PsycopgPostgres
 
     primary = int(primary_ordinal(c))
     container = c.container(primary)
+    endpoint = Endpoint(name=container, host="127.0.0.1", port=c.runtime.host_port(container, 5432),
+                        user="postgres", database="postgres", passwords=(c.password,))
     load = c.runtime.client.containers.get(container)
     load.exec_run(["pgbench", "-i", "-q", "-s", "10", "-h", "127.0.0.1", "-U", "postgres", "postgres"], user="postgres")
     bench = threading.Thread(target=load.exec_run, daemon=True, kwargs={
@@ -149,15 +154,30 @@ def probe_latency(c: Cluster, seconds: float = 30) -> list[float]:
                 "postgres"], "user": "postgres"})
     bench.start()
     time.sleep(2)
-    latencies = []
+    ours, floor = [], []
+    pg = PsycopgPostgres()
+    bare = psycopg.connect(host=endpoint.host, port=endpoint.port, user="postgres", dbname="postgres",
+                           password=c.password, autocommit=True)
     deadline = time.monotonic() + seconds - 4
     while time.monotonic() < deadline:
         t0 = time.monotonic()
-        run_sql(c.runtime, container, port=5432, user="postgres", database="postgres", sql=STATUS_SQL)
-        latencies.append(time.monotonic() - t0)
+        pg.status(endpoint)
+        ours.append(time.monotonic() - t0)
+        t0 = time.monotonic()
+        bare.execute("SELECT 1").fetchone()
+        floor.append(time.monotonic() - t0)
         time.sleep(0.25)
+    bare.close()
+    pg.close()
     bench.join(seconds + 30)
-    return latencies
+    return ours, floor
+
+
+def percentiles(values: list[float]) -> str:
+    values = sorted(values)
+    p99 = values[min(len(values) - 1, int(len(values) * 0.99))]
+    return (f"p50 {statistics.median(values) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+            f"max {values[-1] * 1000:.0f} ms (n={len(values)})")
 
 
 def stats(values: list[float]) -> str:
@@ -169,7 +189,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--short", type=float, default=2.0, help="the short failover_timeout, seconds")
     parser.add_argument("--replicas", type=int, default=2)
+    parser.add_argument("--probe-only", action="store_true", help="only the health probe under load")
     args = parser.parse_args()
+    settings: list[tuple[str, float | None]] = [(f"default ({DEFAULT_FAILOVER_TIMEOUT:g}s)", None)]
+    if not args.probe_only:
+        settings.append((f"short ({args.short:g}s)", args.short))
     runtime = DockerRuntime()
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -177,8 +201,7 @@ def main() -> int:
         network = f"vpg-{SESSION}-fobench"
         runtime.ensure_network(network, labels={TEST_LABEL: SESSION})
         try:
-            for label, timeout in ((f"default ({DEFAULT_FAILOVER_TIMEOUT:g}s)", None), (f"short ({args.short:g}s)",
-                                                                                     args.short)):
+            for label, timeout in settings:
                 fields: dict[str, Any] = {"auto_failover": True}
                 if timeout is not None:
                     fields["failover_timeout"] = f"{timeout:g}s"
@@ -187,14 +210,12 @@ def main() -> int:
                 c.apply(replicas=args.replicas).ok()
                 q(c, 0, "CREATE TABLE t (id bigint PRIMARY KEY)")
                 if timeout is None:
-                    latencies = sorted(probe_latency(c))
-                    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-                    print(f"  health probe under pgbench (-c 8): p50 {statistics.median(latencies) * 1000:.0f} ms, "
-                          f"p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms (n={len(latencies)})",
-                          flush=True)
+                    ours_probe, floor_probe = probe_latency(c)
+                    print(f"  health probe under pgbench (-c 8): ours {percentiles(ours_probe)}; "
+                          f"floor (SELECT 1) {percentiles(floor_probe)}", flush=True)
                 mine, base = results.setdefault(f"ours, {label}", []), results.setdefault(f"floor, {label}", [])
                 try:
-                    for run in range(args.runs):
+                    for run in range(0 if args.probe_only else args.runs):
                         mine.append(ours(c, args.replicas))
                         heal(c, args.replicas)
                         base.append(floor(c, args.replicas))

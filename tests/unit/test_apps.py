@@ -172,7 +172,7 @@ def test_non_ascii_digits_in_the_bucket_are_not_numbers() -> None:
 
 
 def test_psql_passthrough_only_splits_for_psql() -> None:
-    from voodu_postgres.cli import _command_of  # noqa: PLC2701
+    from voodu_postgres.cli import _command_of
 
     assert _command_of(["--home", "psql", "validate", "-f", "x", "--", "-f", "y"]) == "validate"
     assert _command_of(["psql", "db", "--", "-At"]) == "psql"

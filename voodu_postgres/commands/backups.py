@@ -155,40 +155,64 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
     dump = c.path(filename)
     partial = c.path(bm.partial_filename(filename))
     landed = dump.exists()
-    if info.exit_code == 0 and not landed and not partial.exists() and existing is not None:
-        return None  # it completed, and its dump was deleted since: nothing to record (it lists as gone)
-    if existing is not None and existing.status != BackupState.RUNNING and \
-            (existing.status == BackupState.COMPLETE) == landed and not partial.exists():
+    if _already_recorded(info, existing, landed, partial):
         return None
     try:
         log = fx.parse_capture_log(c.runtime.logs(info.name))
     except RuntimeFailure:
         log = fx.CaptureLog()
     fx.remove_files(partial)
-    started = _parse_when(log.values.get("started")) or (existing.started if existing else None)
-    finished = _parse_when(log.values.get("finished"))
-    source = info.labels.get(L_SOURCE, "")
-    base = BackupMetadata(
-        id=backup_id, file=filename, source_pod=c.ref.container(int(source)) if (source.isascii() and source.isdigit()) else None,
-        source_ordinal=int(source) if (source.isascii() and source.isdigit()) else None,
-        source_role={"t": "standby", "f": "primary"}.get(log.values.get("in_recovery", "")),
-        server_version=log.values.get("server_version"), database=c.facts.spec.database, user=c.facts.spec.user,
-        started=started, format=DUMP_FORMAT, compression=DUMP_COMPRESSION)
+    base = _base_record(c, info, backup_id, filename, log, existing)
     if landed:
-        size = log.values.get("size", "")
-        toc = bm.parse_toc("\n".join(log.toc))
-        meta = replace(base, status=BackupState.COMPLETE, finished=finished,
-                       server_version=base.server_version or toc.server_version,
-                       duration_s=(finished - started).total_seconds() if finished and started else None,
-                       size_bytes=int(size) if (size.isascii() and size.isdigit()) else dump.stat().st_size,
-                       sha256=log.values.get("sha256"), toc=toc.counts,
-                       table_rows=log.rows, table_rows_skipped=_rows_skipped(log))
+        meta = _complete_record(base, log, dump)
     elif existing is not None and existing.status == BackupState.CANCELLED:
         meta = replace(base, status=BackupState.CANCELLED, reason=existing.reason, finished=existing.finished)
     else:
         meta = replace(base, status=BackupState.FAILED, reason=_reason(log, info.exit_code), finished=_now())
     fx.write_atomic(c.path(bm.metadata_filename(filename)), meta.to_json())
     return meta
+
+
+def _already_recorded(info: ContainerInfo, existing: BackupMetadata | None, landed: bool, partial: Path) -> bool:
+    """True when the sidecar already tells the capture's outcome, so there is nothing to write."""
+    if existing is None:
+        return False
+    if info.exit_code == 0 and not landed and not partial.exists():
+        return True  # it completed, and its dump was deleted since: nothing to record (it lists as gone)
+    return existing.status != BackupState.RUNNING and \
+        (existing.status == BackupState.COMPLETE) == landed and not partial.exists()
+
+
+def _digits(text: str) -> int | None:
+    """``text`` as a number when it is plain ASCII digits (a label or log value), else None."""
+    return int(text) if (text.isascii() and text.isdigit()) else None
+
+
+def _base_record(c: Cluster, info: ContainerInfo, backup_id: int, filename: str, log: fx.CaptureLog,
+                 existing: BackupMetadata | None) -> BackupMetadata:
+    """What is known of a capture whatever its outcome: where it ran, what it dumped, when it started."""
+    started = _parse_when(log.values.get("started")) or (existing.started if existing else None)
+    source = _digits(info.labels.get(L_SOURCE, ""))
+    return BackupMetadata(
+        id=backup_id, file=filename, source_pod=c.ref.container(source) if source is not None else None,
+        source_ordinal=source,
+        source_role={"t": "standby", "f": "primary"}.get(log.values.get("in_recovery", "")),
+        server_version=log.values.get("server_version"), database=c.facts.spec.database, user=c.facts.spec.user,
+        started=started, format=DUMP_FORMAT, compression=DUMP_COMPRESSION)
+
+
+def _complete_record(base: BackupMetadata, log: fx.CaptureLog, dump: Path) -> BackupMetadata:
+    """The record of a capture whose dump landed, from its log (the file's size if the log lacks it)."""
+    finished = _parse_when(log.values.get("finished"))
+    started = base.started
+    size = _digits(log.values.get("size", ""))
+    toc = bm.parse_toc("\n".join(log.toc))
+    return replace(base, status=BackupState.COMPLETE, finished=finished,
+                   server_version=base.server_version or toc.server_version,
+                   duration_s=(finished - started).total_seconds() if finished and started else None,
+                   size_bytes=size if size is not None else dump.stat().st_size,
+                   sha256=log.values.get("sha256"), toc=toc.counts,
+                   table_rows=log.rows, table_rows_skipped=_rows_skipped(log))
 
 
 NO_COUNTS = "no row counts were recorded at capture"

@@ -260,61 +260,85 @@ def cmd_config(args: argparse.Namespace, env: Env, store: Store) -> int:
     scope, name = _config_ref(args.ref)
     label = f"{scope}/{name}" if scope and name else (name or f"scope {scope}")
     if args.action == "get":
-        values = store.resolve(scope, name) if name else store.own(scope, "")
-        for key in args.keys:
-            if not _KEY_RE.fullmatch(key):
-                raise UsageError(f'config get: "{key}" is not a valid key')
-        if args.keys:
-            missing = [k for k in args.keys if k not in values]
-            if missing:
-                raise CommandError(f"{label}: not set: {', '.join(missing)}")
-            shown = {k: values[k] for k in args.keys}
-        else:
-            shown = {k: (REDACTED if is_secret_key(k) else v) for k, v in values.items()}
-        if args.output == "json":
-            env.stdout.write(json.dumps(shown, indent=2) + "\n")
-        elif args.keys and len(args.keys) == 1:
-            env.stdout.write(shown[args.keys[0]] + "\n")
-        elif not shown:
-            env.stdout.write(f"{label}: no keys set\n")
-        else:
-            for key, value in shown.items():
-                env.stdout.write(f"{key}={value}\n")
-        return ExitStatus.OK
+        return _config_get(args, env, store, scope, name, label)
 
     if args.action in ("set", "unset"):
         touched = [p.partition("=")[0] for p in args.pairs] if args.action == "set" else list(args.keys)
         _refuse_secret_edit(store, scope, name, touched)
     if args.action == "set":
-        kv: dict[str, str] = {}
-        for pair in args.pairs:
-            key, sep, value = pair.partition("=")
-            if not sep or not _KEY_RE.fullmatch(key):
-                raise UsageError(f'config set: "{key if sep else pair}" is not KEY=VALUE with a valid key')
-            try:
-                if value == "-":
-                    value = env.stdin.readline().rstrip("\n")
-                value.encode("utf-8")  # argv and stdin may carry undecodable bytes (as surrogate escapes)
-            except UnicodeError as exc:
-                raise CommandError(f"config set: the value of {key} is not UTF-8 text") from exc
-            kv[key] = value
-        store.patch(scope, name, kv)
-        changed = sorted(kv)
-        parts = [f"{verb} {', '.join(keys)}" for verb, keys in (
-            ("set", [k for k in changed if kv[k]]), ("unset", [k for k in changed if not kv[k]])) if keys]
-        message = f"{label}: {'; '.join(parts)}"
+        changed, message = _config_set(args, env, store, scope, name, label)
     else:
-        for key in args.keys:
-            if not _KEY_RE.fullmatch(key):
-                raise UsageError(f'config unset: "{key}" is not a valid key')
-        store.unset(scope, name, args.keys)
-        changed = list(args.keys)
-        message = f"{label}: unset {', '.join(changed)}"
+        changed, message = _config_unset(args, store, scope, name, label)
     if args.output == "json":
         env.stdout.write(json.dumps({"ref": label, "keys": changed}) + "\n")
     else:
         env.stdout.write(message + "\n")
     return ExitStatus.OK
+
+
+def _check_keys(verb: str, keys: Sequence[str]) -> None:
+    for key in keys:
+        if not _KEY_RE.fullmatch(key):
+            raise UsageError(f'config {verb}: "{key}" is not a valid key')
+
+
+def _config_get(args: argparse.Namespace, env: Env, store: Store, scope: str, name: str, label: str) -> int:
+    """``config get``: the named keys (all of them, secrets redacted, when none is named)."""
+    values = store.resolve(scope, name) if name else store.own(scope, "")
+    _check_keys("get", args.keys)
+    if args.keys:
+        missing = [k for k in args.keys if k not in values]
+        if missing:
+            raise CommandError(f"{label}: not set: {', '.join(missing)}")
+        shown = {k: values[k] for k in args.keys}
+    else:
+        shown = {k: (REDACTED if is_secret_key(k) else v) for k, v in values.items()}
+    if args.output == "json":
+        env.stdout.write(json.dumps(shown, indent=2) + "\n")
+    elif args.keys and len(args.keys) == 1:
+        env.stdout.write(shown[args.keys[0]] + "\n")  # one key: its bare value, for scripts
+    elif not shown:
+        env.stdout.write(f"{label}: no keys set\n")
+    else:
+        for key, value in shown.items():
+            env.stdout.write(f"{key}={value}\n")
+    return ExitStatus.OK
+
+
+def _config_set(args: argparse.Namespace, env: Env, store: Store, scope: str, name: str,
+                label: str) -> tuple[list[str], str]:
+    """``config set KEY=VALUE…`` (``-`` reads the value from stdin); the keys changed and the message."""
+    kv: dict[str, str] = {}
+    for pair in args.pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not _KEY_RE.fullmatch(key):
+            raise UsageError(f'config set: "{key if sep else pair}" is not KEY=VALUE with a valid key')
+        kv[key] = _config_value(env, key, value)
+    store.patch(scope, name, kv)
+    changed = sorted(kv)
+    parts = [f"{verb} {', '.join(keys)}" for verb, keys in (
+        ("set", [k for k in changed if kv[k]]), ("unset", [k for k in changed if not kv[k]])) if keys]
+    return changed, f"{label}: {'; '.join(parts)}"
+
+
+def _config_value(env: Env, key: str, value: str) -> str:
+    """A ``config set`` value as text: ``-`` is one line of stdin."""
+    try:
+        if value == "-":
+            value = env.stdin.readline().rstrip("\n")
+        value.encode("utf-8")  # argv and stdin may carry undecodable bytes (as surrogate escapes)
+    except UnicodeError as exc:
+        raise CommandError(f"config set: the value of {key} is not UTF-8 text") from exc
+    return value
+
+
+def _config_unset(args: argparse.Namespace, store: Store, scope: str, name: str,
+                  label: str) -> tuple[list[str], str]:
+    """``config unset KEY…``; the keys changed and the message."""
+    _check_keys("unset", args.keys)
+    store.unset(scope, name, args.keys)
+    changed = list(args.keys)
+    return changed, f"{label}: unset {', '.join(changed)}"
 
 
 def cmd_defaults(args: argparse.Namespace, env: Env) -> int:

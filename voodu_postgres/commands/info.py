@@ -20,6 +20,7 @@ from rich.table import Table
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.domain.backups import rfc3339
 from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.model import Desired, Observed, PodStatus
 from voodu_postgres.domain.physical import interrupted_restore, restore_command
 from voodu_postgres.domain.schedule import ScheduleError, next_fire, schedule_from_bucket
 from voodu_postgres.reconciler.desired import last_failover
@@ -45,32 +46,7 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
     ref = desired.ref
     consumers = facts.consumers()
     exposed = facts.exposed
-    primary_pod = observed.pod(P)
-    lags = {r.application_name: r.lag_bytes for r in (primary_pod.pg.replicas if primary_pod and primary_pod.pg
-                                                       else ())}
-    writable = len(observed.writable)
-    pods = []
-    for ordinal in sorted(set(range(desired.replicas)) | {p.ordinal for p in observed.pods}):
-        pod = observed.pod(ordinal)
-        name = desired.app_name(ordinal)
-        entry: dict[str, Any] = {"ordinal": ordinal, "container": ref.container(ordinal), "host": ref.pod_host(ordinal)}
-        if pod is None or not pod.exists:
-            entry.update(role="down", state="absent", desired=ordinal < desired.replicas)
-        else:
-            role = classify(pod, target_primary=P, writable_count=writable)
-            entry.update(role=role.value, state=pod.state, health=pod.health,
-                         desired=ordinal < desired.replicas,
-                         published=pod.published,
-                         up_to_date=pod.spec_hash == desired.pod(ordinal).spec_hash
-                         if ordinal < desired.replicas and not facts.plugin_mode else True)
-            if pod.pg is not None:
-                entry.update(timeline=pod.pg.timeline, lsn=pod.pg.lsn, pending_restart=pod.pg.pending_restart)
-                if pod.pg.in_recovery:
-                    entry.update(streaming_from_primary=streams_from_primary(desired, pod),
-                                 replay_lag_bytes=lags.get(name))
-            elif pod.error:
-                entry["error"] = pod.error
-        pods.append(entry)
+    pods = _pod_entries(desired, observed, plugin_mode=facts.plugin_mode)
     out: dict[str, Any] = {
         "ref": str(ref),
         "image": spec.image,
@@ -96,6 +72,59 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
                           "max_lag_on_failover": spec.max_lag_on_failover},
         "network": desired.network,
     })
+    out.update(_in_flight(desired, bucket, consumers))
+    schedule = _backup_schedule(bucket)
+    if schedule is not None:
+        out["backup_schedule"] = schedule
+    out["pods"] = pods
+    return out
+
+
+def _pod_entries(desired: Desired, observed: Observed, *, plugin_mode: bool) -> list[dict[str, Any]]:
+    """One entry per ordinal, desired or still running (a scaled-down pod that lingers shows too)."""
+    P = desired.target_primary
+    primary_pod = observed.pod(P)
+    lags = {r.application_name: r.lag_bytes for r in (primary_pod.pg.replicas if primary_pod and primary_pod.pg
+                                                       else ())}
+    writable = len(observed.writable)
+    ref = desired.ref
+    pods = []
+    for ordinal in sorted(set(range(desired.replicas)) | {p.ordinal for p in observed.pods}):
+        pod = observed.pod(ordinal)
+        entry: dict[str, Any] = {"ordinal": ordinal, "container": ref.container(ordinal), "host": ref.pod_host(ordinal)}
+        if pod is None or not pod.exists:
+            entry.update(role="down", state="absent", desired=ordinal < desired.replicas)
+        else:
+            entry.update(_live_pod(desired, pod, ordinal, writable=writable, plugin_mode=plugin_mode))
+            entry.update(_pg_state(desired, pod, lags.get(desired.app_name(ordinal))))
+        pods.append(entry)
+    return pods
+
+
+def _live_pod(desired: Desired, pod: PodStatus, ordinal: int, *, writable: int, plugin_mode: bool) -> dict[str, Any]:
+    """A running pod's role and container state; under Voodu the pod hash is the controller's
+    business, so it always counts as up to date."""
+    role = classify(pod, target_primary=desired.target_primary, writable_count=writable)
+    return dict(role=role.value, state=pod.state, health=pod.health,
+                desired=ordinal < desired.replicas,
+                published=pod.published,
+                up_to_date=pod.spec_hash == desired.pod(ordinal).spec_hash
+                if ordinal < desired.replicas and not plugin_mode else True)
+
+
+def _pg_state(desired: Desired, pod: PodStatus, replay_lag: int | None) -> dict[str, Any]:
+    """What Postgres in the pod reports (timeline, LSN, standby streaming), or why it could not."""
+    if pod.pg is None:
+        return {"error": pod.error} if pod.error else {}
+    entry: dict[str, Any] = dict(timeline=pod.pg.timeline, lsn=pod.pg.lsn, pending_restart=pod.pg.pending_restart)
+    if pod.pg.in_recovery:
+        entry.update(streaming_from_primary=streams_from_primary(desired, pod), replay_lag_bytes=replay_lag)
+    return entry
+
+
+def _in_flight(desired: Desired, bucket: dict[str, str], consumers: list[str]) -> dict[str, Any]:
+    """Recorded events and unfinished operations, each only when there is one."""
+    out: dict[str, Any] = {}
     record = last_failover(bucket)
     failover = {k: v for k, v in record.items() if k not in ("epoch", "state", "last_lsn")}
     if failover and record.get("state", "promoted") == "promoted":  # not one still fencing
@@ -111,17 +140,19 @@ def info_snapshot(facts: Facts) -> dict[str, Any]:
         out["interrupted_rotations"] = interrupted
     restoring = interrupted_restore(bucket)
     if restoring is not None:
-        out["physical_restore_pending"] = {"from": restoring, "finish": restore_command(ref, restoring)}
+        out["physical_restore_pending"] = {"from": restoring, "finish": restore_command(desired.ref, restoring)}
+    return out
+
+
+def _backup_schedule(bucket: dict[str, str]) -> dict[str, Any] | None:
+    """The recorded backup schedule with its next run; its error when the bucket's is unreadable."""
     try:
         schedule = schedule_from_bucket(bucket)
     except ScheduleError as exc:
-        out["backup_schedule"] = {"error": str(exc)}
-    else:
-        if schedule is not None:
-            out["backup_schedule"] = {**schedule.to_dict(),
-                                      "next": rfc3339(next_fire(schedule.cron, datetime.now(UTC)))}
-    out["pods"] = pods
-    return out
+        return {"error": str(exc)}
+    if schedule is None:
+        return None
+    return {**schedule.to_dict(), "next": rfc3339(next_fire(schedule.cron, datetime.now(UTC)))}
 
 
 def format_info(snap: dict[str, Any]) -> str:

@@ -910,6 +910,24 @@ def merge_listing(files: Iterable[tuple[str, int]], containers: Iterable[BackupC
     the parsed sidecars; each row's state comes from :func:`classify`. Rows that classify as
     deleted (an exited-0 container whose file is gone) are left out, as in Go."""
     metadata = metadata or {}
+    dumps, partials, sidecars = _artifacts_by_kind(files)
+    by_id: dict[int, list[BackupContainer]] = {}
+    for seen in containers:
+        by_id.setdefault(seen.id, []).append(seen)
+
+    rows = []
+    for backup_id in sorted(set(dumps) | set(partials) | set(sidecars) | set(by_id) | set(metadata)):
+        container = _pick(by_id[backup_id]) if backup_id in by_id else None
+        row = _listing_row(backup_id, dumps.get(backup_id), partials.get(backup_id), sidecars.get(backup_id),
+                           container, metadata.get(backup_id))
+        if row is not None:
+            rows.append(row)
+    return rows
+
+
+def _artifacts_by_kind(files: Iterable[tuple[str, int]]) -> tuple[dict[int, BackupFile], dict[int, BackupFile],
+                                                                  dict[int, BackupFile]]:
+    """The backup files of a directory listing by id: (dumps, partials, metadata sidecars)."""
     dumps: dict[int, BackupFile] = {}
     partials: dict[int, BackupFile] = {}
     sidecars: dict[int, BackupFile] = {}
@@ -917,34 +935,45 @@ def merge_listing(files: Iterable[tuple[str, int]], containers: Iterable[BackupC
         found = parse_artifact(name, size)
         if found is not None:
             {"dump": dumps, "partial": partials, "metadata": sidecars}[found.kind][found.id] = found
-    by_id: dict[int, list[BackupContainer]] = {}
-    for seen in containers:
-        by_id.setdefault(seen.id, []).append(seen)
+    return dumps, partials, sidecars
 
-    rows = []
-    for backup_id in sorted(set(dumps) | set(partials) | set(sidecars) | set(by_id) | set(metadata)):
-        dump, partial = dumps.get(backup_id), partials.get(backup_id)
-        meta = metadata.get(backup_id)
-        container = _pick(by_id[backup_id]) if backup_id in by_id else None
-        state = classify(BackupObservation(
-            container_state=container.state if container else None,
-            exit_code=container.exit_code if container else None,
-            dump_exists=dump is not None, partial_exists=partial is not None,
-            recorded=meta.status if meta else None))
-        if state is BackupState.DELETED:
-            continue
-        on_disk = dump or partial
-        dated = on_disk or sidecars.get(backup_id)
-        created = dated.created_at if dated else (meta.started if meta and meta.started else None)
-        size = on_disk.size_bytes if on_disk else ((meta.size_bytes or 0) if meta else 0)
-        verified = meta.verification.ok if meta and meta.verification else None
-        reason = meta.reason if meta and state in (BackupState.FAILED, BackupState.CANCELLED) else None
-        if state is BackupState.FAILED and reason is None and container and container.exit_code:
-            reason = f"exit code {container.exit_code}"
-        rows.append(BackupRow(backup_id, state, on_disk.filename if on_disk else "", created, size,
-                              verified if state is BackupState.COMPLETE else None, reason,
-                              container.name if container else None, meta))
-    return rows
+
+def _listing_row(backup_id: int, dump: BackupFile | None, partial: BackupFile | None, sidecar: BackupFile | None,
+                 container: BackupContainer | None, meta: BackupMetadata | None) -> BackupRow | None:
+    """One backup's row from what was found of it; None when it classifies as deleted."""
+    state = classify(BackupObservation(
+        container_state=container.state if container else None,
+        exit_code=container.exit_code if container else None,
+        dump_exists=dump is not None, partial_exists=partial is not None,
+        recorded=meta.status if meta else None))
+    if state is BackupState.DELETED:
+        return None
+    on_disk = dump or partial
+    dated = on_disk or sidecar
+    created = dated.created_at if dated else _recorded_start(meta)
+    size = on_disk.size_bytes if on_disk else _recorded_size(meta)
+    verified = meta.verification.ok if meta and meta.verification else None
+    return BackupRow(backup_id, state, on_disk.filename if on_disk else "", created, size,
+                     verified if state is BackupState.COMPLETE else None, _row_reason(state, meta, container),
+                     container.name if container else None, meta)
+
+
+def _recorded_start(meta: BackupMetadata | None) -> datetime | None:
+    """When the sidecar says the capture started (no file on disk to date it)."""
+    return meta.started if meta and meta.started else None
+
+
+def _recorded_size(meta: BackupMetadata | None) -> int:
+    """The sidecar's size (no file on disk to measure)."""
+    return (meta.size_bytes or 0) if meta else 0
+
+
+def _row_reason(state: BackupState, meta: BackupMetadata | None, container: BackupContainer | None) -> str | None:
+    """Why a failed or cancelled capture ended: the recorded reason, else a failed container's exit code."""
+    reason = meta.reason if meta and state in (BackupState.FAILED, BackupState.CANCELLED) else None
+    if state is BackupState.FAILED and reason is None and container and container.exit_code:
+        reason = f"exit code {container.exit_code}"
+    return reason
 
 
 def _verified_cell(row: BackupRow) -> str:

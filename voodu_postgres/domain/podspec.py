@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,62 +218,22 @@ def build_pod(
     ref = Ref(str(manifest.get("scope", "")), str(manifest["name"]))
     spec: Mapping[str, Any] = manifest["spec"]
     digest = spec_hash(spec, asset_digests)
+    extra = extra_labels or {}
 
-    # bucket → env, then spec env wins (Voodu's env-file order), then per-pod identity on top
-    env = {k: v for k, v in bucket.items() if v != ""}
-    env.update({k: resolve_asset(str(v), ref, asset_paths) for k, v in spec.get("env", {}).items()})
-    env.update({
-        "VOODU_SCOPE": ref.scope,
-        "VOODU_NAME": ref.name,
-        "VOODU_REPLICA_ORDINAL": str(ordinal),
-        "VOODU_REPLICA_ID": str(ordinal),
-    })
-
-    labels = {
-        "createdby": "voodu",
-        "voodu.kind": "statefulset",
-        "voodu.scope": ref.scope,
-        "voodu.name": ref.name,
-        "voodu.replica_id": str(ordinal),
-        "voodu.replica_ordinal": str(ordinal),
-        "voodu.manifest_hash": digest,
-        "voodu.role": "statefulset",
-        **(extra_labels or {}),
-    }
-
-    binds = []
-    for volume in spec.get("volumes", []):
-        parts = resolve_asset(str(volume), ref, asset_paths).split(":")
-        if len(parts) < 2:
-            raise PodSpecError(f'invalid volume "{volume}"')
-        binds.append(Bind(parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
-
+    env = _pod_env(spec, ref, ordinal, bucket, asset_paths)
+    labels = _pod_labels(ref, ordinal, digest, extra)
+    binds = _binds(spec, ref, asset_paths)
     if state_dir is not None:
         binds.append(Bind(state_dir, STATE_MOUNT, "ro"))
         digest = hashlib.sha256(f"{digest}:{STATE_MOUNT}".encode()).hexdigest()
         labels["voodu.manifest_hash"] = digest
-
-    volumes: dict[str, str] = {}
-    volume_labels: dict[str, dict[str, str]] = {}
-    for claim in spec.get("volume_claims", []):
-        name = ref.volume(ordinal, str(claim["name"]))
-        volumes[name] = str(claim["mount_path"])
-        volume_labels[name] = {
-            "createdby": "voodu", "voodu.kind": "statefulset", "voodu.scope": ref.scope,
-            "voodu.name": ref.name, "voodu.replica_ordinal": str(ordinal), "voodu.claim": str(claim["name"]),
-            **(extra_labels or {}),
-        }
+    volumes, volume_labels = _claim_volumes(spec, ref, ordinal, extra)
 
     limits = (spec.get("resources") or {}).get("limits") or {}
     # Only the operator's ulimits: Voodu's nofile=65536 default exceeds the hard limit of some
     # hosts (this CI machine among them) and runc then refuses to start the container.
     ulimits = {str(k): v for k, v in (spec.get("ulimits") or {}).items()}
-    hosts = {"host.docker.internal": "host-gateway"}
-    for entry in spec.get("extra_hosts") or []:
-        host, sep, address = str(entry).partition(":")
-        if not sep:
-            raise PodSpecError(f'invalid extra_hosts entry "{entry}" (expected host:address)')
-        hosts[host] = address
+    hosts = _extra_hosts(spec)
     logs = spec.get("logs") or {}
     return PodSpec(
         ref=ref,
@@ -289,8 +249,8 @@ def build_pod(
         network=network,
         aliases=[*ref.pod_aliases(ordinal), *ref.shared_aliases()],
         restart=str(spec.get("restart") or "unless-stopped"),
-        nano_cpus=parse_cpus(limits["cpu"]) if limits.get("cpu") else None,
-        mem_limit=parse_memory(limits["memory"]) if limits.get("memory") else None,
+        nano_cpus=_limit(parse_cpus, limits, "cpu"),
+        mem_limit=_limit(parse_memory, limits, "memory"),
         healthcheck=_healthcheck(spec.get("probes") or {}),
         spec_hash=digest,
         volume_labels=volume_labels,
@@ -300,3 +260,75 @@ def build_pod(
         log_max_size=str(logs.get("max_size") or "10m"),
         log_max_files=int(logs.get("max_files") or 3),
     )
+
+
+def _limit(parse: Callable[[str], int], limits: Mapping[str, Any], key: str) -> int | None:
+    """One resource limit parsed; None when it is unset or empty (no limit)."""
+    return parse(limits[key]) if limits.get(key) else None
+
+
+def _pod_env(spec: Mapping[str, Any], ref: Ref, ordinal: int, bucket: Mapping[str, str],
+             asset_paths: Mapping[str, str]) -> dict[str, str]:
+    """Bucket → env, then spec env wins (Voodu's env-file order), then per-pod identity on top."""
+    env = {k: v for k, v in bucket.items() if v != ""}
+    env.update({k: resolve_asset(str(v), ref, asset_paths) for k, v in spec.get("env", {}).items()})
+    env.update({
+        "VOODU_SCOPE": ref.scope,
+        "VOODU_NAME": ref.name,
+        "VOODU_REPLICA_ORDINAL": str(ordinal),
+        "VOODU_REPLICA_ID": str(ordinal),
+    })
+    return env
+
+
+def _pod_labels(ref: Ref, ordinal: int, digest: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """The container's labels, exactly Voodu's so a later ``vd apply`` can adopt the pod."""
+    return {
+        "createdby": "voodu",
+        "voodu.kind": "statefulset",
+        "voodu.scope": ref.scope,
+        "voodu.name": ref.name,
+        "voodu.replica_id": str(ordinal),
+        "voodu.replica_ordinal": str(ordinal),
+        "voodu.manifest_hash": digest,
+        "voodu.role": "statefulset",
+        **extra,
+    }
+
+
+def _binds(spec: Mapping[str, Any], ref: Ref, asset_paths: Mapping[str, str]) -> list[Bind]:
+    """The ``volumes`` bind mounts (``source:target[:mode]``), asset references resolved."""
+    binds = []
+    for volume in spec.get("volumes", []):
+        parts = resolve_asset(str(volume), ref, asset_paths).split(":")
+        if len(parts) < 2:
+            raise PodSpecError(f'invalid volume "{volume}"')
+        binds.append(Bind(parts[0], parts[1], parts[2] if len(parts) > 2 else "rw"))
+    return binds
+
+
+def _claim_volumes(spec: Mapping[str, Any], ref: Ref, ordinal: int,
+                   extra: Mapping[str, str]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """The pod's named volumes (one per ``volume_claims`` entry) → mount path, and their labels."""
+    volumes: dict[str, str] = {}
+    volume_labels: dict[str, dict[str, str]] = {}
+    for claim in spec.get("volume_claims", []):
+        name = ref.volume(ordinal, str(claim["name"]))
+        volumes[name] = str(claim["mount_path"])
+        volume_labels[name] = {
+            "createdby": "voodu", "voodu.kind": "statefulset", "voodu.scope": ref.scope,
+            "voodu.name": ref.name, "voodu.replica_ordinal": str(ordinal), "voodu.claim": str(claim["name"]),
+            **extra,
+        }
+    return volumes, volume_labels
+
+
+def _extra_hosts(spec: Mapping[str, Any]) -> dict[str, str]:
+    """``host.docker.internal`` plus the operator's ``host:address`` entries."""
+    hosts = {"host.docker.internal": "host-gateway"}
+    for entry in spec.get("extra_hosts") or []:
+        host, sep, address = str(entry).partition(":")
+        if not sep:
+            raise PodSpecError(f'invalid extra_hosts entry "{entry}" (expected host:address)')
+        hosts[host] = address
+    return hosts

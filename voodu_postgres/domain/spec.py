@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -399,85 +399,108 @@ class PostgresSpec(BaseModel):
 
 def _check_passthrough(key: str, value: object) -> tuple[object, list[str]]:
     """Normalise one passthrough key to its wire form; return (value, problems)."""
-    problems: list[str] = []
     if _has_nonfinite(value):
         return value, ["a number is out of range (numbers must be finite)"]
-    if key == "env":
-        if not isinstance(value, Mapping):
-            return value, [f"expected a map, got {type_name(value)}"]
-        env: dict[str, str] = {}
-        for k, v in value.items():
-            if not isinstance(k, str) or not _ENV_KEY_RE.fullmatch(k):
-                problems.append(f'"{k}" is not a valid environment variable name')
-            elif k in RESERVED_ENV:
-                problems.append(
-                    f"{k} is managed by voodu-postgres and must not be set in env "
-                    "(it lives in the config bucket so promote can change it)"
-                )
-            elif v is None or isinstance(v, list | tuple | Mapping):
-                problems.append(f"{k}: expected a string, number or bool, got {type_name(v)}")
-            else:
-                env[k] = _env_string(v)
-        return env, problems
-    if key in ("env_from", "volumes", "command", "extra_hosts", "cap_add", "docker_options", "networks"):
-        if not isinstance(value, list | tuple):
-            return value, [f"expected a list, got {type_name(value)}"]
-        items: list[str] = []
-        for i, item in enumerate(value):
-            if isinstance(item, bool) or not isinstance(item, str | int | float):
-                problems.append(f"[{i}]: expected a string, got {type_name(item)}")
-            else:
-                items.append(_env_string(item))
-        if key == "volumes":
-            problems += [f'"{v}" is not a bind mount (expected source:destination[:mode])'
-                         for v in items if ":" not in v]
-        return items, problems
-    if key in ("health_check", "restart", "network", "network_mode", "dockerfile", "workdir", "path"):
-        if not isinstance(value, str):
-            return value, [f"expected a string, got {type_name(value)}"]
-        return value, []
-    if key == "resources":
-        return _check_resources(value)
-    if key == "volume_claims":
-        if not isinstance(value, list | tuple):
-            return value, [f"expected a list, got {type_name(value)}"]
-        claims = []
-        for i, claim in enumerate(value):
-            if (not isinstance(claim, Mapping) or not isinstance(claim.get("name"), str)
-                    or not isinstance(claim.get("mount_path"), str) or not claim["mount_path"].startswith("/")):
-                problems.append(f"[{i}]: expected {{ name = \"…\", mount_path = \"/…\" }}")
-            elif claim["name"] == "data" and claim["mount_path"] != "/var/lib/postgresql/data":
-                problems.append(f"[{i}]: the data claim must stay at /var/lib/postgresql/data (PGDATA lives there)")
-            else:
-                claims.append(dict(claim))
-        return claims, problems
-    if key == "probes":
-        if not isinstance(value, Mapping):
-            return value, [f"expected a probes {{ … }} block, got {type_name(value)}"]
-        unknown = sorted(set(value) - {"liveness", "readiness", "startup"})
-        if unknown:
-            return value, [f"unknown probe {', '.join(unknown)} (expected liveness, readiness or startup)"]
-        for name, probe in value.items():
-            problems += [f"{name}{p}" for p in _probe_problems(probe)]
-        return dict(value), problems
-    if key == "ulimits":
-        if not isinstance(value, Mapping):
-            return value, [f'expected a map such as {{ nofile = "1024:2048" }}, got {type_name(value)}']
-        problems = [f'{k}: expected "soft:hard" or an integer, got {type_name(v)}'
-                    for k, v in value.items() if isinstance(v, bool) or not isinstance(v, str | int)]
-        return dict(value), problems
-    if key == "logs":
-        if not isinstance(value, Mapping):
-            return value, [f'expected a logs {{ max_size = "10m", max_files = 3 }} block, '
-                           f"got {type_name(value)}"]
-        max_size, max_files = value.get("max_size"), value.get("max_files")
-        if max_size is not None and (isinstance(max_size, bool)
-                                     or not isinstance(max_size, str | int | float)):
-            problems.append(f'max_size: expected a size such as "10m", got {type_name(max_size)}')
-        if max_files is not None and not _whole(max_files, minimum=1):
-            problems.append(f"max_files: expected a whole number >= 1, got {_shown(max_files)}")
-        return dict(value), problems
+    check = _PASSTHROUGH_CHECKS.get(key)
+    # keys without a checker (inits, build, depends_on, …) are passed through as they are
+    return check(value) if check is not None else (value, [])
+
+
+def _check_env(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, Mapping):
+        return value, [f"expected a map, got {type_name(value)}"]
+    problems: list[str] = []
+    env: dict[str, str] = {}
+    for k, v in value.items():
+        if not isinstance(k, str) or not _ENV_KEY_RE.fullmatch(k):
+            problems.append(f'"{k}" is not a valid environment variable name')
+        elif k in RESERVED_ENV:
+            problems.append(
+                f"{k} is managed by voodu-postgres and must not be set in env "
+                "(it lives in the config bucket so promote can change it)"
+            )
+        elif v is None or isinstance(v, list | tuple | Mapping):
+            problems.append(f"{k}: expected a string, number or bool, got {type_name(v)}")
+        else:
+            env[k] = _env_string(v)
+    return env, problems
+
+
+def _check_string_list(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, list | tuple):
+        return value, [f"expected a list, got {type_name(value)}"]
+    problems: list[str] = []
+    items: list[str] = []
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            problems.append(f"[{i}]: expected a string, got {type_name(item)}")
+        else:
+            items.append(_env_string(item))
+    return items, problems
+
+
+def _check_volumes(value: object) -> tuple[object, list[str]]:
+    items, problems = _check_string_list(value)
+    if isinstance(items, list):  # not when the value itself was refused
+        problems += [f'"{v}" is not a bind mount (expected source:destination[:mode])'
+                     for v in items if ":" not in v]
+    return items, problems
+
+
+def _check_string(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, str):
+        return value, [f"expected a string, got {type_name(value)}"]
     return value, []
+
+
+def _check_volume_claims(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, list | tuple):
+        return value, [f"expected a list, got {type_name(value)}"]
+    problems: list[str] = []
+    claims = []
+    for i, claim in enumerate(value):
+        if (not isinstance(claim, Mapping) or not isinstance(claim.get("name"), str)
+                or not isinstance(claim.get("mount_path"), str) or not claim["mount_path"].startswith("/")):
+            problems.append(f"[{i}]: expected {{ name = \"…\", mount_path = \"/…\" }}")
+        elif claim["name"] == "data" and claim["mount_path"] != "/var/lib/postgresql/data":
+            problems.append(f"[{i}]: the data claim must stay at /var/lib/postgresql/data (PGDATA lives there)")
+        else:
+            claims.append(dict(claim))
+    return claims, problems
+
+
+def _check_probes(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, Mapping):
+        return value, [f"expected a probes {{ … }} block, got {type_name(value)}"]
+    unknown = sorted(set(value) - {"liveness", "readiness", "startup"})
+    if unknown:
+        return value, [f"unknown probe {', '.join(unknown)} (expected liveness, readiness or startup)"]
+    problems: list[str] = []
+    for name, probe in value.items():
+        problems += [f"{name}{p}" for p in _probe_problems(probe)]
+    return dict(value), problems
+
+
+def _check_ulimits(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, Mapping):
+        return value, [f'expected a map such as {{ nofile = "1024:2048" }}, got {type_name(value)}']
+    problems = [f'{k}: expected "soft:hard" or an integer, got {type_name(v)}'
+                for k, v in value.items() if isinstance(v, bool) or not isinstance(v, str | int)]
+    return dict(value), problems
+
+
+def _check_logs(value: object) -> tuple[object, list[str]]:
+    if not isinstance(value, Mapping):
+        return value, [f'expected a logs {{ max_size = "10m", max_files = 3 }} block, '
+                       f"got {type_name(value)}"]
+    problems: list[str] = []
+    max_size, max_files = value.get("max_size"), value.get("max_files")
+    if max_size is not None and (isinstance(max_size, bool)
+                                 or not isinstance(max_size, str | int | float)):
+        problems.append(f'max_size: expected a size such as "10m", got {type_name(max_size)}')
+    if max_files is not None and not _whole(max_files, minimum=1):
+        problems.append(f"max_files: expected a whole number >= 1, got {_shown(max_files)}")
+    return dict(value), problems
 
 
 def _has_nonfinite(value: object) -> bool:
@@ -572,6 +595,24 @@ def _cpu_value(text: str) -> float:
     return int(text[:-1]) / 1000 if text.endswith("m") else float(text)
 
 
+_Check = Callable[[object], tuple[object, list[str]]]
+
+#: How each passthrough key is checked and normalised; keys not listed pass through unchanged.
+_PASSTHROUGH_CHECKS: dict[str, _Check] = {
+    "env": _check_env,
+    **dict.fromkeys(("env_from", "command", "extra_hosts", "cap_add", "docker_options", "networks"),
+                    _check_string_list),
+    "volumes": _check_volumes,
+    **dict.fromkeys(("health_check", "restart", "network", "network_mode", "dockerfile", "workdir", "path"),
+                    _check_string),
+    "resources": _check_resources,
+    "volume_claims": _check_volume_claims,
+    "probes": _check_probes,
+    "ulimits": _check_ulimits,
+    "logs": _check_logs,
+}
+
+
 # ---------------------------------------------------------------------------------------------
 # entry point
 
@@ -582,17 +623,38 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
     Raises :class:`SpecError` listing every problem found.
     """
     block = str(Ref(scope, name))
-    body = dict(raw or {})
-    problems: list[Problem] = []
+    # (field, message) in the order reported: labels, then the body's keys, then the typed
+    # fields, then the rules that span several fields
+    found = _label_problems(scope, name)
+    owned, passthrough = _split_body(dict(raw or {}), found)
 
-    def problem(field: str, message: str) -> None:
-        problems.append(Problem(block, field, message, source))
+    spec: PostgresSpec | None = None
+    try:
+        spec = PostgresSpec(scope=scope, name=name, passthrough=passthrough, **owned)
+    except ValidationError as exc:
+        found += _validation_problems(exc)
 
+    if spec is not None:
+        found += _cross_field_problems(spec)
+    if found:
+        raise SpecError([Problem(block, field, message, source) for field, message in found])
+    assert spec is not None
+    return spec
+
+
+def _label_problems(scope: str, name: str) -> list[tuple[str, str]]:
+    """The block's labels; an empty scope is allowed, an empty name is not."""
+    found = []
     for part, what in ((scope, "scope"), (name, "name")):
         issue = label_problem(part, what) if part or what == "name" else None
         if issue:
-            problem("", issue)
+            found.append(("", issue))
+    return found
 
+
+def _split_body(body: dict[str, Any], found: list[tuple[str, str]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Sort the body's keys into the plugin's own fields and the (checked) passthrough keys,
+    appending a problem to ``found`` for each key that is refused."""
     owned: dict[str, Any] = {}
     passthrough: dict[str, Any] = {}
     for key, value in body.items():
@@ -601,51 +663,56 @@ def load_spec(scope: str, name: str, raw: Mapping[str, Any] | None, *, source: s
         if key in ("image", "replicas") or key in PLUGIN_OWNED:
             owned[key] = value
         elif key == "ports":
-            problem(
+            found.append((
                 "ports",
                 "is managed by voodu-postgres (set `port`; pods bind it on 127.0.0.1, and the "
                 "PG_EXPOSE_PUBLIC bucket flag publishes it on 0.0.0.0)",
-            )
+            ))
         elif key in PASSTHROUGH_KEYS:
             normalised, errs = _check_passthrough(key, value)
-            for err in errs:
-                problem(key, err)
+            found += [(key, err) for err in errs]
             passthrough[key] = normalised
         else:
-            known = sorted({"image", "replicas", *PLUGIN_OWNED, *PASSTHROUGH_KEYS})
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f' (did you mean "{close[0]}"?)' if close else ""
-            problem(key, f"unknown field{hint}")
+            found.append((key, _unknown_field(key)))
+    return owned, passthrough
 
-    spec: PostgresSpec | None = None
-    try:
-        spec = PostgresSpec(scope=scope, name=name, passthrough=passthrough, **owned)
-    except ValidationError as exc:
-        for detail in exc.errors():
-            field = ".".join(str(part) for part in detail["loc"])
-            message = str(detail["msg"]).removeprefix("Value error, ")
-            for part in message.split(_JOIN):
-                problem(field, part)
 
-    if spec is not None:
-        if spec.replication_user == spec.user:
-            problem(
-                "replication_user",
-                f'must differ from user ("{spec.user}"): the replication role should carry only '
-                "REPLICATION, never superuser powers",
-            )
-        if spec.synchronous and spec.replicas < 2:
-            problem("synchronous", "needs replicas >= 2 (a commit must wait for a standby)")
-        if spec.auto_failover and spec.replicas < 2:
-            problem("auto_failover", "needs replicas >= 2 (there must be a standby to promote)")
-        if spec.auto_failover and spec.passthrough.get("restart") == "always":
-            # Docker would restart a fenced (stopped) old primary when its daemon restarts: two writers
-            problem("auto_failover", 'does not combine with restart = "always" (a fenced primary must stay '
-                                     'stopped; use "unless-stopped", the default)')
-    if problems:
-        raise SpecError(problems)
-    assert spec is not None
-    return spec
+def _unknown_field(key: str) -> str:
+    """The message for a key nobody understands, suggesting the closest known one (a typo)."""
+    known = sorted({"image", "replicas", *PLUGIN_OWNED, *PASSTHROUGH_KEYS})
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f' (did you mean "{close[0]}"?)' if close else ""
+    return f"unknown field{hint}"
+
+
+def _validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """Pydantic's errors as our (field, message) pairs; a field may carry several (``_JOIN``)."""
+    found = []
+    for detail in exc.errors():
+        field = ".".join(str(part) for part in detail["loc"])
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        found += [(field, part) for part in message.split(_JOIN)]
+    return found
+
+
+def _cross_field_problems(spec: PostgresSpec) -> list[tuple[str, str]]:
+    """Rules that span several fields, checked once each field is valid on its own."""
+    found = []
+    if spec.replication_user == spec.user:
+        found.append((
+            "replication_user",
+            f'must differ from user ("{spec.user}"): the replication role should carry only '
+            "REPLICATION, never superuser powers",
+        ))
+    if spec.synchronous and spec.replicas < 2:
+        found.append(("synchronous", "needs replicas >= 2 (a commit must wait for a standby)"))
+    if spec.auto_failover and spec.replicas < 2:
+        found.append(("auto_failover", "needs replicas >= 2 (there must be a standby to promote)"))
+    if spec.auto_failover and spec.passthrough.get("restart") == "always":
+        # Docker would restart a fenced (stopped) old primary when its daemon restarts: two writers
+        found.append(("auto_failover", 'does not combine with restart = "always" (a fenced primary must stay '
+                                        'stopped; use "unless-stopped", the default)'))
+    return found
 
 
 def defaults() -> dict[str, Any]:

@@ -27,7 +27,7 @@ from voodu_postgres.commands.base import Env
 from voodu_postgres.commands.local import LocalMode
 from voodu_postgres.domain import physical as pm
 from voodu_postgres.domain.errors import CommandError, UsageError
-from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.keys import INTENT_KEY, PASSWORD_KEY, REPLICATION_PASSWORD_KEY
 from voodu_postgres.domain.naming import Ref
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.domain.spec import load_spec
@@ -151,9 +151,9 @@ def test_versions_and_the_same_major_rule() -> None:
 
 def test_an_unfinished_restore_makes_commands_refuse_with_the_command_to_finish_it() -> None:
     pm.refuse_while_restoring({}, REF, "apply")
-    pm.refuse_while_restoring({pm.INTENT_KEY: ""}, REF, "apply")
+    pm.refuse_while_restoring({INTENT_KEY: ""}, REF, "apply")
     with pytest.raises(pm.PhysicalError) as caught:
-        pm.refuse_while_restoring({pm.INTENT_KEY: "/srv/my db.tar"}, REF, "reconcile")
+        pm.refuse_while_restoring({INTENT_KEY: "/srv/my db.tar"}, REF, "reconcile")
     text = str(caught.value)
     assert "reconcile is refused" in text and "\n" not in text
     assert text.endswith("run `voodu-postgres restore shop/db --from '/srv/my db.tar' --yes` again to finish it")
@@ -507,8 +507,8 @@ def test_a_restore_runs_its_steps_in_order(restore_env: tuple[RestoreDocker, fx.
     lines: list[str] = []
     steps = pm.restore_steps(replicas=2, primary=0, containers=[0, 1], volumes=[0, 1])
     fx.run_restore(steps, ctx, lines.append)
-    intent = {pm.INTENT_KEY: str(tmp_path / "b.tar")}
-    cleared = {pm.INTENT_KEY: "", "PG_SWITCHOVER_TO": "", "PG_REJOIN": ""}  # with a dead promote's intents
+    intent = {INTENT_KEY: str(tmp_path / "b.tar")}
+    cleared = {INTENT_KEY: "", "PG_SWITCHOVER_TO": "", "PG_REJOIN": ""}  # with a dead promote's intents
     assert docker.events == [f"record {intent}", "remove shop-db.restore.roles", "stop shop-db.1", "stop shop-db.0",
                              "helper wipe-1", "volume voodu-shop-db-data-0", "helper extract", "helper roles",
                              "start shop-db.0", f"record {cleared}", "converge"]
@@ -543,7 +543,7 @@ def test_a_failed_step_stops_the_restore_with_its_intent_still_recorded(
                        lambda _line: None)
     assert str(caught.value) == ("extracting b.tar into voodu-shop-db-data-0 failed (exit 2): tar: Unexpected EOF "
                                  "in archive")
-    assert records == [{pm.INTENT_KEY: str(ctx.tar)}] and "converge" not in docker.events
+    assert records == [{INTENT_KEY: str(ctx.tar)}] and "converge" not in docker.events
 
 
 def test_roles_that_did_not_take_the_passwords_fail_the_restore(
@@ -555,7 +555,7 @@ def test_roles_that_did_not_take_the_passwords_fail_the_restore(
                                                "POSTGRES_PASSWORD"):
         fx.run_restore(pm.restore_steps(replicas=2, primary=0, containers=[0, 1], volumes=[0, 1]), ctx,
                        lambda _line: None)
-    assert records[-1] == {pm.INTENT_KEY: str(ctx.tar)}
+    assert records[-1] == {INTENT_KEY: str(ctx.tar)}
 
 
 # -- the commands' refusals -----------------------------------------------------------------------------
@@ -595,7 +595,7 @@ def test_reconcile_refuses_while_a_restore_intent_is_recorded(tmp_path: Path) ->
     home = tmp_path / "home"
     store = SqliteStore(home)
     store.record_resource("shop", "db", {"replicas": 2}, "net")
-    store.patch("shop", "db", {pm.INTENT_KEY: "/srv/db.tar"})
+    store.patch("shop", "db", {INTENT_KEY: "/srv/db.tar"})
     env = Env(stdin=io.StringIO(""), stdout=io.StringIO(), stderr=io.StringIO(), environ={})
     runtime = FakeRuntime()
     mode = LocalMode(env, store, home, runtime=runtime)  # type: ignore[arg-type]

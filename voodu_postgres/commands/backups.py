@@ -39,6 +39,7 @@ from voodu_postgres.domain.actions import Action
 from voodu_postgres.domain.backup_status import PLUGIN_CLI, BackupState
 from voodu_postgres.domain.backups import BackupMetadata, BackupRow, RetentionPolicy, Verification
 from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.keys import SCHEDULE_KEY
 from voodu_postgres.domain.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler import backups as fx
 from voodu_postgres.reconciler.observe import run_sql
@@ -869,7 +870,7 @@ def cmd_schedule(args: Any, mode: Mode) -> int:
     ref = c.ref
     if args.remove:
         had = sch.schedule_from_bucket(c.facts.bucket) is not None
-        mode.record(ref, {sch.SCHEDULE_KEY: ""})
+        mode.record(ref, {SCHEDULE_KEY: ""})
         _emit(mode, args.output, f"postgres {ref}: backup schedule {'removed' if had else 'was not set'}",
               {"ref": str(ref), "schedule": None, "changed": had})
         return ExitStatus.OK
@@ -879,7 +880,7 @@ def cmd_schedule(args: Any, mode: Mode) -> int:
     cron = sch.validate_cron(args.at if args.at is not None else sch.DEFAULT_CRON)
     now = _now()
     record = sch.BackupSchedule(cron, args.from_replica, flags.keep, flags.max_age, since=now)
-    mode.record(ref, {sch.SCHEDULE_KEY: record.to_json()})
+    mode.record(ref, {SCHEDULE_KEY: record.to_json()})
     upcoming = bm.rfc3339(sch.next_fire(cron, now))
     text = (f"postgres {ref}: backups scheduled at {cron!r} (UTC; next {upcoming}): "
             f"{sch.capture_command(ref, record, cli=CLI)}\n"

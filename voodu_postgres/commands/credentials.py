@@ -24,11 +24,15 @@ from collections.abc import Callable
 from voodu_postgres.adapters.docker import DockerRuntime, RuntimeFailure
 from voodu_postgres.commands.base import Result
 from voodu_postgres.commands.facts import Facts
-from voodu_postgres.commands.info import PENDING_SUFFIX
 from voodu_postgres.commands.mode import Mode, refreshed_consumers
 from voodu_postgres.domain.actions import Action, config_set
 from voodu_postgres.domain.errors import CommandError
-from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY, generate_password
+from voodu_postgres.domain.keys import (
+    PASSWORD_KEY,
+    PENDING_SUFFIX,
+    REPLICATION_PASSWORD_KEY,
+    generate_password,
+)
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.reconciler.credentials import (
     repoint_with_password,

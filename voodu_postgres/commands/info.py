@@ -19,7 +19,7 @@ from rich.table import Table
 
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.domain.backups import rfc3339
-from voodu_postgres.domain.keys import PASSWORD_KEY, REPLICATION_PASSWORD_KEY
+from voodu_postgres.domain.keys import PASSWORD_KEY, PENDING_SUFFIX, REPLICATION_PASSWORD_KEY
 from voodu_postgres.domain.model import Desired, Observed, PodStatus
 from voodu_postgres.domain.physical import interrupted_restore, restore_command
 from voodu_postgres.domain.schedule import ScheduleError, next_fire, schedule_from_bucket
@@ -27,7 +27,6 @@ from voodu_postgres.reconciler.desired import last_failover
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
 
-PENDING_SUFFIX = "_NEXT"
 
 def redact(secret: str | None) -> str:
     """Never shows any part of a secret: only whether it is set and how long it is."""

@@ -31,10 +31,9 @@ from typing import Any, Protocol, TypeVar
 
 from voodu_postgres.domain.backup_status import PLUGIN_CLI, BackupObservation, BackupState, classify
 from voodu_postgres.domain.errors import CommandError, UsageError
-from voodu_postgres.domain.keys import BACKUP_KEEP_KEY
+from voodu_postgres.domain.keys import BACKUP_KEEP_KEY, BACKUP_MAX_AGE_KEY
 from voodu_postgres.domain.naming import UNSCOPED_DIR, Ref, label_problem
 
-BACKUP_MAX_AGE_KEY = "BACKUP_MAX_AGE"
 CONTAINER_DIR = "/backups"  # where every pod and capture container mounts the host directory
 DUMP_EXT = ".dump"
 PARTIAL_EXT = ".partial"  # appended to the final name while pg_dump writes; renamed away on success

@@ -16,6 +16,10 @@ LAST_FAILOVER_KEY = "PG_LAST_FAILOVER"  # JSON: the last automatic failover (whe
 REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
 BACKUP_KEEP_KEY = "BACKUP_KEEP"
 DEFAULT_BACKUP_KEEP = "30"
+BACKUP_MAX_AGE_KEY = "BACKUP_MAX_AGE"
+SCHEDULE_KEY = "BACKUP_SCHEDULE"  # JSON: the backup schedule `reconcile --watch` runs
+#: set by a physical restore before its first destructive step (value: the tar's absolute path)
+INTENT_KEY = "PG_PHYSICAL_RESTORE"
 #: appended to a password key while a rotation is pending: the next password, recorded before the role
 #: changes so an interrupted rotation can finish (``POSTGRES_PASSWORD_NEXT``)
 PENDING_SUFFIX = "_NEXT"

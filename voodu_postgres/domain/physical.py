@@ -26,12 +26,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.keys import INTENT_KEY
 from voodu_postgres.domain.naming import Ref
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.domain.sql import ident, literal
 
-#: the bucket key a restore sets before its first destructive step (value: the tar's absolute path)
-INTENT_KEY = "PG_PHYSICAL_RESTORE"
 BASE_TAR, WAL_TAR, MANIFEST = "base.tar", "pg_wal.tar", "backup_manifest"
 #: hidden work directories next to a backup's destination: ``.<name>.vdpg-<pid>-<random>``
 WORK_MARK = ".vdpg-"

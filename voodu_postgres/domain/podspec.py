@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.keys import PASSWORD_KEY
 from voodu_postgres.domain.naming import Ref
 
 STATE_MOUNT = "/run/voodu-postgres"
@@ -104,7 +105,7 @@ def parse_ulimit(name: str, value: object) -> tuple[int, int]:
 
 #: env values that are secrets a live rotation changes (``new-password``): a pod reads them only
 #: at initdb / from its state file, so a new value must not recreate every pod
-_HASH_EXCLUDED_ENV = frozenset({"POSTGRES_PASSWORD", "PG_REPLICATION_PASSWORD"})
+_HASH_EXCLUDED_ENV = frozenset({PASSWORD_KEY, "PG_REPLICATION_PASSWORD"})
 
 
 def spec_hash(statefulset: Mapping[str, Any], asset_digests: Mapping[str, str]) -> str:

@@ -32,9 +32,9 @@ from voodu_postgres.domain.backups import (
     rfc3339,
 )
 from voodu_postgres.domain.errors import CommandError, UsageError
+from voodu_postgres.domain.keys import SCHEDULE_KEY
 from voodu_postgres.domain.naming import Ref
 
-SCHEDULE_KEY = "BACKUP_SCHEDULE"
 DEFAULT_CRON = "0 3 * * *"  # daily at 03:00 UTC, the Go plugin's default
 CLI_IMAGE = "ghcr.io/clowk/voodu-cli:latest"
 

@@ -30,6 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, ValidationInfo, field_validator
 
 from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.domain.keys import PRIMARY_ORDINAL_KEY
 from voodu_postgres.domain.naming import Ref, label_problem
 
 DEFAULT_IMAGE = "postgres:latest"
@@ -99,7 +100,7 @@ IGNORED_KEYS = frozenset({"plugin"})
 
 #: Env vars the plugin must own: a value in spec.env would shadow the bucket (PG_PRIMARY_ORDINAL)
 #: or the controller's per-pod identity, silently breaking promote or role detection.
-RESERVED_ENV = frozenset({"PG_PRIMARY_ORDINAL", "VOODU_REPLICA_ORDINAL", "VOODU_REPLICA_ID"})
+RESERVED_ENV = frozenset({PRIMARY_ORDINAL_KEY, "VOODU_REPLICA_ORDINAL", "VOODU_REPLICA_ID"})
 
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 # initdb --locale / --encoding are interpolated into POSTGRES_INITDB_ARGS, which the image's

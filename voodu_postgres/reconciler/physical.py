@@ -33,7 +33,13 @@ from pathlib import Path
 from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.adapters.files import write_secret
 from voodu_postgres.domain import physical as pm
-from voodu_postgres.domain.keys import PASSWORD_KEY, REJOIN_KEY, REPLICATION_PASSWORD_KEY, SWITCHOVER_KEY
+from voodu_postgres.domain.keys import (
+    INTENT_KEY,
+    PASSWORD_KEY,
+    REJOIN_KEY,
+    REPLICATION_PASSWORD_KEY,
+    SWITCHOVER_KEY,
+)
 from voodu_postgres.domain.model import Desired
 from voodu_postgres.domain.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
 from voodu_postgres.domain.podspec import PodSpec
@@ -408,8 +414,8 @@ def run_step(step: pm.RestoreStep, ctx: RestoreContext) -> str:
     """Carry out one restore step; a line saying what it did."""
     kind = step.kind
     if kind is pm.StepKind.RECORD_INTENT:
-        ctx.record({pm.INTENT_KEY: str(ctx.tar)})
-        return f"{pm.INTENT_KEY} recorded: apply and reconcile refuse until this restore finishes"
+        ctx.record({INTENT_KEY: str(ctx.tar)})
+        return f"{INTENT_KEY} recorded: apply and reconcile refuse until this restore finishes"
     if kind is pm.StepKind.REMOVE_HELPERS:
         return _remove_helpers(ctx)
     if kind is pm.StepKind.STOP:
@@ -429,8 +435,8 @@ def run_step(step: pm.RestoreStep, ctx: RestoreContext) -> str:
     if kind is pm.StepKind.CLEAR_INTENT:
         # an unfinished promote's or rejoin's intents described pods whose data is gone now
         stale = [k for k in (SWITCHOVER_KEY, REJOIN_KEY) if ctx.bucket.get(k, "").strip()]
-        ctx.record({pm.INTENT_KEY: "", SWITCHOVER_KEY: "", REJOIN_KEY: ""})
-        return f"{pm.INTENT_KEY} cleared" + (f" (and the stale {', '.join(stale)})" if stale else "")
+        ctx.record({INTENT_KEY: "", SWITCHOVER_KEY: "", REJOIN_KEY: ""})
+        return f"{INTENT_KEY} cleared" + (f" (and the stale {', '.join(stale)})" if stale else "")
     return ctx.converge()
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.adapters.files import write_state
 from voodu_postgres.domain.errors import VooduError
-from voodu_postgres.domain.keys import SWITCHOVER_KEY
+from voodu_postgres.domain.keys import PRIMARY_ORDINAL_KEY, SWITCHOVER_KEY
 from voodu_postgres.domain.model import Desired, Observed, PodStatus, lsn_text
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.domain.spec import PostgresSpec
@@ -118,8 +118,8 @@ def _ok(predicate: Callable[[], bool]) -> bool:
 def _record(spec: PostgresSpec, ctx: Context, kv: dict[str, str]) -> None:
     """A bucket write, plus the primary-ordinal state file pods read when the primary moves."""
     ctx.store.patch(spec.scope, spec.name, kv)
-    if "PG_PRIMARY_ORDINAL" in kv:
-        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": kv["PG_PRIMARY_ORDINAL"]})
+    if PRIMARY_ORDINAL_KEY in kv:
+        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
 
 
 def finish_interrupted(spec: PostgresSpec, ctx: Context, progress: Progress) -> Cluster:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from voodu_postgres.domain.keys import PASSWORD_KEY
 from voodu_postgres.domain.naming import DATA_CLAIM, DATA_MOUNT, PGDATA
 from voodu_postgres.domain.rendered import Rendered
 from voodu_postgres.domain.spec import PostgresSpec
@@ -71,7 +72,7 @@ def base_env(spec: PostgresSpec, *, password: str, replication_password: str) ->
     return {
         "POSTGRES_USER": spec.user,
         "POSTGRES_DB": spec.database,
-        "POSTGRES_PASSWORD": password,
+        PASSWORD_KEY: password,
         "POSTGRES_INITDB_ARGS": f"--locale={spec.initdb_locale} --encoding={spec.initdb_encoding}",
         "PGDATA": PGDATA,
         "PG_PORT": str(spec.port),

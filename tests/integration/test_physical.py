@@ -30,7 +30,7 @@ from tests.integration.conftest import IMAGE, SESSION, TEST_LABEL
 from tests.integration.helpers_cli import Cluster, eventually, standing_cluster
 from tests.tarfiles import tar_bytes
 from voodu_postgres.adapters.docker import DockerRuntime
-from voodu_postgres.domain.physical import INTENT_KEY
+from voodu_postgres.domain.keys import INTENT_KEY
 
 pytestmark = pytest.mark.integration
 

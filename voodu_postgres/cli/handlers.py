@@ -110,18 +110,23 @@ def config(call: Call) -> int:
 
 # -- the cluster's lifecycle (standalone) -------------------------------------------------------
 
-def _cluster(name: str) -> Handler:
-    def handler(call: Call) -> int:
-        from voodu_postgres.commands import cluster
-        from voodu_postgres.commands.local import LocalMode
+def _delegate(module: str, name: str) -> Handler:
+    """A handler that passes the arguments and the mode to ``voodu_postgres.commands.<module>.<name>``
+    (imported when the command runs, not at start-up)."""
 
-        mode = call.mode()
-        assert isinstance(mode, LocalMode)
-        result: int = getattr(cluster, name)(call.args, mode)
+    def handler(call: Call) -> int:
+        import importlib
+
+        function = getattr(importlib.import_module(f"voodu_postgres.commands.{module}"), name)
+        result: int = function(call.args, call.mode())
         return result
 
     handler.__name__ = name
     return handler
+
+
+def _cluster(name: str) -> Handler:
+    return _delegate("cluster", name)
 
 
 apply = _cluster("cmd_apply")
@@ -145,25 +150,11 @@ def info(call: Call) -> int:
 # -- backups (both modes) -----------------------------------------------------------------------
 
 def _backups(name: str) -> Handler:
-    def handler(call: Call) -> int:
-        from voodu_postgres.commands import backups
-
-        result: int = getattr(backups, name)(call.args, call.mode())
-        return result
-
-    handler.__name__ = name
-    return handler
+    return _delegate("backups", name)
 
 
 def _physical(name: str) -> Handler:
-    def handler(call: Call) -> int:
-        from voodu_postgres.commands import physical
-
-        result: int = getattr(physical, name)(call.args, call.mode())
-        return result
-
-    handler.__name__ = name
-    return handler
+    return _delegate("physical", name)
 
 
 backups_list = _backups("cmd_list")

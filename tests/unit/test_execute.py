@@ -15,7 +15,7 @@ from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.domain.model import Outcome, Plan, Step, StepKind
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.execute import default_retrying, execute, set_sync_names
-from voodu_postgres.reconciler.plan import plan
+from voodu_postgres.reconciler.plan import plan, pod_move
 
 BAD = "no_such_parameter"
 
@@ -50,6 +50,13 @@ def run_steps(h: Harness, *steps: Step, **body: Any) -> list[Outcome]:
     desired = h.desired(**body)
     return execute(Plan(ref=desired.ref, steps=steps), desired, h.fake, assets_dir=h.assets_dir(),
                    retrying=retrying(h))
+
+
+def pod_step(h: Harness, kind: StepKind, ordinal: int, trigger: str, **body: Any) -> Step:
+    """A step on one pod carrying its machine transition as the planner would, for the cluster as
+    observed now."""
+    move = pod_move(h.desired(**body), h.observe(**body), ordinal, trigger)
+    return Step(kind, ordinal, "t", moves=(move,))
 
 
 def overrides(h: Harness) -> str:
@@ -187,22 +194,59 @@ def test_write_assets_leaves_the_overrides_to_a_planned_reload(h: Harness) -> No
 def test_every_pod_step_kind(h: Harness) -> None:
     converge(h, replicas=3)
     c0, c1, c2 = (h.container(o) for o in range(3))
+    outcomes = run_steps(h, pod_step(h, StepKind.RESTART_POD, 0, "roll", replicas=3),
+                         pod_step(h, StepKind.RECREATE_POD, 2, "roll", replicas=3), replicas=3)
+    assert [o.detail for o in outcomes] == [f"restarted {c0}", f"recreated {c2}"]
+    assert [o.moved for o in outcomes] == [("db-0: primary → pending (roll)",),
+                                           ("db-2: standby → bootstrapping (roll)",)]
     h.fake.stop_container(c1)
-    outcomes = run_steps(h, Step(StepKind.START_POD, 1, "t"), Step(StepKind.RESTART_POD, 0, "t"),
-                         Step(StepKind.RECREATE_POD, 2, "t"), replicas=3)
-    assert [o.detail for o in outcomes] == [f"started {c1}", f"restarted {c0}", f"recreated {c2}"]
+    [started] = run_steps(h, pod_step(h, StepKind.START_POD, 1, "start", replicas=3), replicas=3)
+    assert started.detail == f"started {c1}" and started.moved == ("db-1: down → bootstrapping (start)",)
     assert h.fake.mutations("start_container", "restart_container", "remove_container", "run_pod")[-4:] == [
-        ("start_container", c1), ("restart_container", c0), ("remove_container", c2), ("run_pod", c2)]
-    [removed] = run_steps(h, Step(StepKind.REMOVE_POD, 2, "t"), replicas=2)
+        ("restart_container", c0), ("remove_container", c2), ("run_pod", c2), ("start_container", c1)]
+    [removed] = run_steps(h, pod_step(h, StepKind.REMOVE_POD, 2, "remove", replicas=2), replicas=2)
     assert removed.detail == f"removed {c2} (volume {h.volume(2)} kept)"
     assert h.volume(2) in h.fake.volumes and c2 not in h.fake.containers
 
 
 def test_create_pod_replaces_a_leftover_container(h: Harness) -> None:
     converge(h, replicas=2)
-    [outcome] = run_steps(h, Step(StepKind.CREATE_POD, 1, "t"), replicas=2)
+    h.fake.remove_container(h.container(1))
+    step = pod_step(h, StepKind.CREATE_POD, 1, "start", replicas=2)  # planned while db-1 had no container
+    h.fake.run_pod(h.desired(replicas=2).pod(1))  # … and one appeared before the step ran
+    [outcome] = run_steps(h, step, replicas=2)
     assert outcome.ok and outcome.detail == f"created {h.container(1)}"
     assert h.fake.mutations()[-2:] == [("remove_container", h.container(1)), ("run_pod", h.container(1))]
+
+
+# -- the pod machine drives: a step runs only through a transition the table allows, and fires
+# it only after its effect succeeded
+
+
+def test_a_pod_step_without_a_machine_transition_is_refused_and_nothing_happens(h: Harness) -> None:
+    converge(h, replicas=2)
+    before = list(h.fake.mutations())
+    [outcome] = run_steps(h, Step(StepKind.RESTART_POD, 1, "t"), replicas=2)
+    assert not outcome.ok and outcome.detail == "refused: restart pod changes a pod but names no pod-machine transition"
+    assert h.fake.mutations() == before
+
+
+def test_a_transition_the_table_does_not_allow_is_refused_and_nothing_happens(h: Harness) -> None:
+    converge(h, replicas=2)
+    h.fake.stop_container(h.container(1))
+    before = list(h.fake.mutations())
+    # "remove" is never allowed on the target primary (scale-down keeps it)
+    [outcome] = run_steps(h, pod_step(h, StepKind.REMOVE_POD, 0, "remove", replicas=2), replicas=2)
+    assert not outcome.ok and outcome.detail == "refused by the pod machine: remove db-0 from primary"
+    assert h.fake.mutations() == before and h.container(0) in h.fake.containers
+
+
+def test_a_failed_effect_fires_no_transition(h: Harness) -> None:
+    converge(h, replicas=2)
+    h.fake.stop_container(h.container(1))
+    h.fake.fail_start(h.container(1))
+    [outcome] = run_steps(h, pod_step(h, StepKind.START_POD, 1, "start", replicas=2), replicas=2)
+    assert not outcome.ok and outcome.moved == ()
 
 
 def test_ensure_network(h: Harness) -> None:
@@ -211,17 +255,21 @@ def test_ensure_network(h: Harness) -> None:
 
 
 def test_a_permanent_failure_is_reported_and_other_pods_still_run(h: Harness) -> None:
+    converge(h, replicas=3)
+    for ordinal in (1, 2):
+        h.fake.remove_container(h.container(ordinal))
     h.fake.fail_start(h.container(1))
-    outcomes = run_steps(h, Step(StepKind.CREATE_POD, 0, "t"), Step(StepKind.CREATE_POD, 1, "t"),
-                         Step(StepKind.CREATE_POD, 2, "t"), replicas=3)
-    assert [(o.ok, o.retryable) for o in outcomes] == [(True, False), (False, False), (True, False)]
-    assert outcomes[1].detail == f"start {h.container(1)}: OCI runtime create failed (injected)"
-    assert h.fake.calls["run_pod"] == 3, "a permanent failure is not retried"
+    before = h.fake.calls["run_pod"]
+    outcomes = run_steps(h, pod_step(h, StepKind.CREATE_POD, 1, "start", replicas=3),
+                         pod_step(h, StepKind.CREATE_POD, 2, "start", replicas=3), replicas=3)
+    assert [(o.ok, o.retryable) for o in outcomes] == [(False, False), (True, False)]
+    assert outcomes[0].detail == f"start {h.container(1)}: OCI runtime create failed (injected)"
+    assert h.fake.calls["run_pod"] - before == 2, "a permanent failure is not retried"
 
 
 def test_a_transient_failure_is_retried_at_the_step_boundary(h: Harness) -> None:
     h.fake.fail_call("run_pod", nth=1, times=2)
-    [outcome] = run_steps(h, Step(StepKind.CREATE_POD, 0, "t"), replicas=1)
+    [outcome] = run_steps(h, pod_step(h, StepKind.CREATE_POD, 0, "start", replicas=1), replicas=1)
     assert outcome.ok and h.fake.calls["run_pod"] == 3
     assert len(h.clock.slept) == 2, "backed off on the fake clock between attempts"
 
@@ -229,7 +277,8 @@ def test_a_transient_failure_is_retried_at_the_step_boundary(h: Harness) -> None
 def test_the_default_policy_gives_up_after_four_attempts_and_marks_the_outcome_retryable(h: Harness) -> None:
     h.fake.fail_call("run_pod", times=10)
     desired = h.desired(replicas=1)
-    [outcome] = execute(Plan(ref=desired.ref, steps=(Step(StepKind.CREATE_POD, 0, "t"),)), desired, h.fake,
+    step = pod_step(h, StepKind.CREATE_POD, 0, "start", replicas=1)
+    [outcome] = execute(Plan(ref=desired.ref, steps=(step,)), desired, h.fake,
                         assets_dir=h.assets_dir(), retrying=lambda: default_retrying(sleep=h.clock.sleep))
     assert not outcome.ok and outcome.retryable and outcome.detail == "run_pod: 503 Service Unavailable (injected)"
     assert h.fake.calls["run_pod"] == 4
@@ -242,7 +291,7 @@ def test_the_default_policy_gives_up_after_four_attempts_and_marks_the_outcome_r
 def test_sync_names_are_set_on_the_primary_and_reset(h: Harness) -> None:
     converge(h, replicas=3, synchronous=True)
     assert h.fake.volume(h.volume(0)).auto_conf == {"synchronous_standby_names": 'ANY 1 ("db-1", "db-2")'}
-    [reset] = run_steps(h, Step(StepKind.SET_SYNC, 0, "t"), replicas=3)
+    [reset] = run_steps(h, pod_step(h, StepKind.SET_SYNC, 0, "configure", replicas=3), replicas=3)
     assert reset.ok and reset.detail == "synchronous_standby_names = (unset)"
     assert h.fake.volume(h.volume(0)).auto_conf == {}
     statements = [sql for name, sql in h.fake.statements if name == h.container(0)]

@@ -248,7 +248,7 @@ def test_force_skips_the_lag_check_and_the_fence_still_ships_every_write(h: Harn
     message = promote(h, lines, target=1, force=True)
     assert message.startswith("postgres shop/db: primary is now db-1 (was db-0); ")
     assert "--force: skipping the lag check" in lines
-    assert any(line.startswith("db-1 has received all WAL of db-0 (") for line in lines)
+    assert any("(db-1 had received all WAL of db-0, up to " in line for line in lines)
     # the clean shutdown flushed the lagging standby: nothing acknowledged on db-0 is lost
     assert h.fake.volume(h.volume(1)).lsn >= final
     converged(h, 1)
@@ -304,11 +304,14 @@ def test_planned_switchover_with_no_restart_leaves_the_old_primary_stopped_for_r
     assert events_since(h, mark) == [("stop_container", h.container(0))]
     assert untimed(lines) == [
         "db-1 streams from db-0, replay lag 0 bytes",
-        "fenced db-0: clean shutdown, so every committed write was sent to the standbys",
-        "db-1 has received all WAL of db-0 (…s)",
-        "promoted db-1: out of recovery, accepting writes (…s after the fence)",
-        "recorded primary = db-1 (bucket PG_PRIMARY_ORDINAL, pod state file)",
-        "re-pointed db-2 at db-1 (reload, no restart)",
+        # the engine performs the request: one line per step, one per observed role change
+        "✓ fence db-0 — fenced db-0: clean shutdown, so every committed write was sent to the standbys",
+        "db-0: primary → fenced",
+        f"✓ promote db-1 — promoted db-1: accepting writes after 0.00s (db-1 had received all WAL of db-0, "
+        f"up to {fmt_lsn(committed)})",
+        "✓ record primary db-1 — recorded db-1 as the primary; db-0 will rejoin it",
+        "db-1: promoting → primary",
+        "✓ repoint db-2 — re-pointed db-2 at db-1 (reload, no restart)",
         "--no-restart: db-0 left stopped; run `voodu-postgres rejoin shop/db --replica 0` (or reconcile) to "
         "bring it back as a standby",
     ]
@@ -338,8 +341,10 @@ def test_a_transient_psql_failure_while_waiting_for_the_wal_is_retried(h: Harnes
     h.fake.fail_exec(h.container(1), contains="SELECT pg_last_wal_receive_lsn()", times=2)
     lines: list[str] = []
     promote(h, lines, target=1)
-    waited = [line for line in lines if line.startswith("db-1 has received all WAL of db-0")]
-    assert waited == ["db-1 has received all WAL of db-0 (0.10s)"], "two polls failed, the third passed"
+    # two polls failed, the third passed: retried inside the one promote step, which succeeded
+    promoted = [line for line in lines if line.startswith("✓ promote db-1 — ")]
+    assert len(promoted) == 1 and "(db-1 had received all WAL of db-0, up to " in promoted[0]
+    assert not any(line.startswith("✗") for line in lines), lines
     converged(h, 1)
 
 
@@ -351,9 +356,9 @@ def test_synchronous_standby_names_follow_the_new_primary(make: Make) -> None:
     promote(h, lines, target=1, no_restart=True)
     # set on db-1 as soon as db-2 streams from it (before the old primary is back)
     assert h.fake.volume(h.volume(1)).auto_conf["synchronous_standby_names"] == 'ANY 1 ("db-0", "db-2")'
-    assert lines.index('synchronous_standby_names = ANY 1 ("db-0", "db-2")') \
-        > lines.index("re-pointed db-2 at db-1 (reload, no restart)")
-    assert lines.count('synchronous_standby_names = ANY 1 ("db-0", "db-2")') == 1, "set once"
+    sync = '✓ set synchronous standbys db-1 — synchronous_standby_names = ANY 1 ("db-0", "db-2")'
+    assert lines.index(sync) > lines.index("✓ repoint db-2 — re-pointed db-2 at db-1 (reload, no restart)")
+    assert lines.count(sync) == 1, "set once"
     rejoin(h, 0)
     converged(h, 1)
 
@@ -367,7 +372,7 @@ def test_an_unclean_fence_is_an_error_the_intent_is_cleared_and_reconcile_restar
     with pytest.raises(FailoverError) as caught:
         promote(h, target=1)
     assert str(caught.value) == ("fencing db-0: it stopped with exit code 137, not cleanly; inspect it, "
-                                 "then retry with --force")
+                                 "then retry with --force (the switchover was dropped; reconcile restarts it)")
     b = bucket(h)
     assert (b["PG_PRIMARY_ORDINAL"], b.get("PG_SWITCHOVER_TO", "")) == ("0", "") and not b.get("PG_REJOIN")
     assert state_file(h) == "0"
@@ -415,7 +420,7 @@ def test_forced_failover_to_the_most_advanced_standby_reports_its_lsn(h: Harness
             "writes after that point on db-0 are lost")
     assert message == f"postgres shop/db: primary is now db-1 (was db-0){note}; " \
                       "db-0 streaming, db-1 primary, db-2 streaming"
-    assert note.strip(" —") in lines
+    assert any(line.endswith(note) for line in lines if line.startswith("✓ promote db-1 — ")), lines
     assert not any(line.startswith("fenced db-0") for line in lines), "an exited container is not stopped again"
     assert writable(h) == [1]
     converged(h, 1)
@@ -427,7 +432,7 @@ def test_forced_failover_stops_a_primary_docker_keeps_restarting(h: Harness) -> 
     assert h.fake.container(h.container(0)).state == "restarting"
     lines: list[str] = []
     message = promote(h, lines, target=2, force=True, no_restart=True)
-    assert "fenced db-0: stopped its restarting container" in lines
+    assert "✓ fence db-0 — fenced db-0: stopped its restarting container" in lines
     assert h.fake.container(h.container(0)).state == "exited", "the stop also ends Docker's restarts"
     assert message.startswith("postgres shop/db: primary is now db-2 (was db-0) — failover: db-0 was down;")
     assert bucket(h).get("PG_REJOIN", "") == "0" and writable(h) == [2]
@@ -440,7 +445,7 @@ def test_forced_failover_fences_a_running_but_unreachable_primary(h: Harness) ->
     h.fake.fail_exec(h.container(0))
     lines: list[str] = []
     promote(h, lines, target=1, force=True, no_restart=True)
-    assert "fenced db-0: stopped its running container" in lines
+    assert "✓ fence db-0 — fenced db-0: stopped its running container" in lines
     assert h.fake.container(h.container(0)).state == "exited"
     assert bucket(h)["PG_PRIMARY_ORDINAL"] == "1" and bucket(h).get("PG_REJOIN", "") == "0"
     assert writable(h) == [1]
@@ -497,11 +502,13 @@ def test_a_standby_that_cannot_be_repointed_is_reported_and_reconcile_repoints_i
     coarse_polls(monkeypatch, h)
     lines: list[str] = []
     message = promote(h, lines, target=1)
-    assert "⚠ db-2: could not rewrite primary_conninfo: bash: /voodu/entrypoint.sh: Permission denied " \
-           "(reconcile re-points it)" in lines
+    assert "✗ repoint db-2 — db-2: could not rewrite primary_conninfo: bash: /voodu/entrypoint.sh: " \
+           "Permission denied" in lines
     head, _, tail = message.partition("\n")
     assert head.startswith("postgres shop/db: primary is now db-1 (was db-0); ")
-    assert tail == "⚠ timed out after 60s waiting for every standby to stream from the new primary"
+    assert tail.startswith("⚠ not settled yet: shop/db: repoint 2: db-2 follows db-0.shop.voodu, not db-1: db-2: "
+                           "could not rewrite primary_conninfo") and tail.endswith(
+        "— `voodu-postgres reconcile shop/db` finishes it")
     assert bucket(h)["PG_PRIMARY_ORDINAL"] == "1" and writable(h) == [1]
     assert streams_from(h, 2) is None, "it still follows db-0"
     converged(h, 1)
@@ -513,10 +520,10 @@ def test_a_stopped_standby_is_left_to_follow_the_new_primary_when_it_starts(
     coarse_polls(monkeypatch, h)
     lines: list[str] = []
     message = promote(h, lines, target=1)
-    assert "db-2 is not running; it follows db-1 when it starts" in lines
-    # nothing to wait for: it follows the new primary when it starts (no minute-long wait, no warning)
-    assert "timed out" not in message and "db-2 down" in message
-    assert h.fake.container(h.container(2)).state == "exited", "promote starts no standby"
+    # the engine converges the whole cluster: the stopped standby is started and follows db-1
+    assert "✓ start pod db-2 — started shop-db.2" in lines
+    assert "timed out" not in message and "db-2 streaming" in message
+    assert streams_from(h, 2) == "db-1.shop.voodu"
     converged(h, 1)
 
 
@@ -525,9 +532,10 @@ def test_a_failed_rejoin_after_the_promotion_is_reported_not_raised(h: Harness) 
     message = promote(h, target=1)
     head, _, tail = message.partition("\n")
     assert head == "postgres shop/db: primary is now db-1 (was db-0); db-0 fenced, db-1 primary, db-2 streaming"
-    assert tail == ("⚠ rejoin of db-0 failed: pg_rewind could not reach db-1 (pg_rewind: error: could not "
-                    "connect to server: timeout expired); db-0 is stopped with its data intact — fix that and "
-                    "retry — run `voodu-postgres rejoin shop/db --replica 0`")
+    assert tail == ("⚠ not settled yet: shop/db: rejoin 0: db-0 was the primary: rewind it onto db-1 (re-clone if "
+                    "that fails): pg_rewind could not reach db-1 (pg_rewind: error: could not connect to server: "
+                    "timeout expired); db-0 is stopped with its data intact — fix that and retry — "
+                    "`voodu-postgres reconcile shop/db` finishes it")
     assert bucket(h).get("PG_REJOIN", "") == "0" and writable(h) == [1]
     assert h.fake.mutations("remove_volume") == []
     h.fake.rewind_output = None
@@ -706,7 +714,7 @@ def test_rejoin_ends_a_split_brain(h: Harness) -> None:
     lines: list[str] = []
     message = rejoin(h, 2, lines)
     assert message.startswith("postgres shop/db: rejoined db-2 as a standby — ")
-    assert lines[0] == "stopped db-2"
+    assert lines[0] == "fenced db-2 (stopped, exit code 0)"
     assert writable(h) == [0]
     assert bucket(h)["PG_PRIMARY_ORDINAL"] == "0" and not bucket(h).get("PG_REJOIN", "")
     converged(h, 0)

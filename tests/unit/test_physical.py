@@ -508,7 +508,7 @@ def test_a_restore_runs_its_steps_in_order(restore_env: tuple[RestoreDocker, fx.
     steps = pm.restore_steps(replicas=2, primary=0, containers=[0, 1], volumes=[0, 1])
     fx.run_restore(steps, ctx, lines.append)
     intent = {INTENT_KEY: str(tmp_path / "b.tar")}
-    cleared = {INTENT_KEY: "", "PG_SWITCHOVER_TO": "", "PG_REJOIN": ""}  # with a dead promote's intents
+    cleared = {INTENT_KEY: "", "PG_SWITCHOVER_TO": "", "PG_SWITCHOVER_REQUEST": "", "PG_REJOIN": ""}  # with a dead promote's intents
     assert docker.events == [f"record {intent}", "remove shop-db.restore.roles", "stop shop-db.1", "stop shop-db.0",
                              "helper wipe-1", "volume voodu-shop-db-data-0", "helper extract", "helper roles",
                              "start shop-db.0", f"record {cleared}", "converge"]

@@ -12,6 +12,7 @@ PRIMARY_ORDINAL_KEY = "PG_PRIMARY_ORDINAL"
 EXPOSE_KEY = "PG_EXPOSE_PUBLIC"
 LINKED_CONSUMERS_KEY = "POSTGRES_LINKED_CONSUMERS"
 SWITCHOVER_KEY = "PG_SWITCHOVER_TO"  # a promote's target, recorded before it fences the primary
+SWITCHOVER_REQUEST_KEY = "PG_SWITCHOVER_REQUEST"  # JSON: how that promote was asked for (domain.intents)
 LAST_FAILOVER_KEY = "PG_LAST_FAILOVER"  # JSON: the last automatic failover (when, from, to, what it may lose)
 REJOIN_KEY = "PG_REJOIN"  # former primaries to rejoin (comma-separated ordinals), recorded with the flip
 BACKUP_KEEP_KEY = "BACKUP_KEEP"

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
+from voodu_postgres.domain.intents import SwitchoverRequest
 from voodu_postgres.domain.naming import Ref
 from voodu_postgres.domain.podspec import PodSpec
 from voodu_postgres.domain.rendered import Rendered
@@ -176,6 +177,7 @@ class Desired:
     network: str
     statefulset: dict[str, Any] = field(default_factory=dict, compare=False)
     switchover: int | None = None  # a promote to this ordinal was recorded and has not finished
+    switchover_request: SwitchoverRequest | None = None  # how that promote was asked (PG_SWITCHOVER_REQUEST)
     rejoin: frozenset[int] = frozenset()  # former primaries recorded as needing a rejoin (PG_REJOIN)
     sync_names: str | None = None  # synchronous_standby_names wanted in postgresql.auto.conf
     auto_failover: FailoverPolicy | None = None  # None: a failing primary is reported, never replaced
@@ -220,14 +222,36 @@ class StepKind(StrEnum):
     FAILOVER = "failover"  # record the intent to promote this standby, then fence the failed primary
 
 
+#: Steps that change no pod's role: the cluster's network, its files on disk, a reload of every
+#: running pod. Every other kind moves a pod through the pod state machine and must carry the move.
+CLUSTER_KINDS = frozenset({StepKind.ENSURE_NETWORK, StepKind.WRITE_ASSETS, StepKind.RELOAD_CONFIG})
+
+
+class Move(Protocol):
+    """One state-machine transition a step performs (``states.pod.PodMove``): the machine in the
+    role the planner observed, the trigger, and the facts its guards read. The executor asks
+    ``allowed()`` before the effect and calls ``fire()`` only after the effect succeeded."""
+
+    @property
+    def trigger(self) -> str: ...
+
+    def allowed(self) -> bool: ...
+
+    def fire(self) -> str:
+        """Perform the transition; the one-line ``db-1: standby → promoting (promote)``."""
+        ...
+
+
 @dataclass(frozen=True)
 class Step:
-    """One effect to perform, with the reason a human will read in the plan."""
+    """One effect to perform, with the reason a human will read in the plan, and the machine
+    transitions (``moves``) that record it once it succeeded."""
 
     kind: StepKind
     ordinal: int | None
     reason: str
     data: Mapping[str, Any] = field(default_factory=dict, compare=False)  # what the executor records
+    moves: tuple[Move, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         target = f" {self.ordinal}" if self.ordinal is not None else ""
@@ -267,3 +291,4 @@ class Outcome:
     ok: bool
     detail: str = ""
     retryable: bool = False  # a failure worth another pass (Docker 5xx, timeouts)
+    moved: tuple[str, ...] = ()  # the transitions fired once the effect succeeded

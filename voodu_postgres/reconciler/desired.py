@@ -17,12 +17,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from voodu_postgres.domain.intents import SwitchoverRequest
 from voodu_postgres.domain.keys import (
     LAST_FAILOVER_KEY,
     PASSWORD_KEY,
     PENDING_SUFFIX,
     REJOIN_KEY,
     SWITCHOVER_KEY,
+    SWITCHOVER_REQUEST_KEY,
     ordinals,
     primary_ordinal,
 )
@@ -82,6 +84,8 @@ def derive(
         network=network,
         statefulset=statefulset,
         switchover=int(switchover) if (switchover.isascii() and switchover.isdigit()) else None,
+        switchover_request=request if (request := SwitchoverRequest.parse(bucket.get(SWITCHOVER_REQUEST_KEY, "")))
+        is not None and str(request.to) == switchover else None,
         rejoin=ordinals(bucket.get(REJOIN_KEY, "")) - {target},
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
         auto_failover=FailoverPolicy(spec.failover_timeout, spec.max_lag_on_failover) if spec.auto_failover

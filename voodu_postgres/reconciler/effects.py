@@ -15,11 +15,11 @@ from pathlib import Path
 
 from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import write_secret
+from voodu_postgres.domain.intents import clear_switchover
 from voodu_postgres.domain.keys import (
     PRIMARY_ORDINAL_KEY,
     REJOIN_KEY,
     REPLICATION_PASSWORD_KEY,
-    SWITCHOVER_KEY,
     ordinals,
 )
 from voodu_postgres.domain.model import STOPPED_STATES, Desired
@@ -61,7 +61,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *, poll
 def flip(bucket: Mapping[str, str], new: int, old: int) -> dict[str, str]:
     """One bucket write: ``new`` is the primary, ``old`` must rejoin it, the switchover is over."""
     rejoin = (ordinals(bucket.get(REJOIN_KEY, "")) | {old}) - {new}
-    return {PRIMARY_ORDINAL_KEY: str(new), SWITCHOVER_KEY: "", REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
+    return {PRIMARY_ORDINAL_KEY: str(new), **clear_switchover(), REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
 
 
 def mark_rejoin(bucket: Mapping[str, str], ordinal: int) -> dict[str, str]:
@@ -99,12 +99,13 @@ def fence_failing(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: 
     state = runtime.container_state(container)
     if state is None:
         return f"{desired.app_name(ordinal)} has no container: nothing to fence"
-    if state not in STOPPED_STATES:
-        runtime.stop_container(container, timeout=timeout)
-        state = runtime.container_state(container)
-    if state is not None and state not in STOPPED_STATES:
-        raise RuntimeFailure(f"fencing {desired.app_name(ordinal)}: still {state} after docker stop", transient=True)
-    return f"fenced {desired.app_name(ordinal)}: its container is {state or 'gone'}"
+    if state in STOPPED_STATES:
+        return f"fenced {desired.app_name(ordinal)}: its container is {state}"
+    runtime.stop_container(container, timeout=timeout)
+    after = runtime.container_state(container)
+    if after is not None and after not in STOPPED_STATES:
+        raise RuntimeFailure(f"fencing {desired.app_name(ordinal)}: still {after} after docker stop", transient=True)
+    return f"fenced {desired.app_name(ordinal)}: stopped its {state} container"
 
 
 def received_positions(runtime: Runtime, desired: Desired, ordinals: list[int]) -> dict[int, int | None]:

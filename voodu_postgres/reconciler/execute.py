@@ -11,20 +11,23 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import write_assets
-from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, SWITCHOVER_KEY
-from voodu_postgres.domain.model import Desired, Outcome, Plan, Step, StepKind, lsn_text
+from voodu_postgres.domain.intents import PLANNED_WAL_WAIT, SwitchoverRequest, clear_switchover
+from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, SWITCHOVER_KEY, SWITCHOVER_REQUEST_KEY
+from voodu_postgres.domain.model import CLUSTER_KINDS, Desired, Outcome, Plan, Step, StepKind, lsn_text
 from voodu_postgres.domain.podspec import PodSpec
 from voodu_postgres.domain.sql import literal
 from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY, last_failover
 from voodu_postgres.reconciler.observe import psql_argv, run_sql
+from voodu_postgres.reconciler.plan.failover import best_standby
 
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
 
@@ -54,6 +57,7 @@ class Records:
     replication_user: str
     extra_labels: Mapping[str, str] = field(default_factory=dict)
     wall: Callable[[], float] = time.time  # epoch seconds, for the failover record
+    progress: Callable[[str], None] = lambda _line: None  # what a long step (a rewind) is doing
 
 
 REPAIR_KINDS = frozenset({StepKind.FAILOVER, StepKind.PROMOTE, StepKind.RECORD_PRIMARY, StepKind.CLEAR_SWITCHOVER,
@@ -76,6 +80,10 @@ def execute(
     reload_planned = any(s.kind is StepKind.RELOAD_CONFIG for s in plan.steps)
     previous = _read(assets_dir / OVERRIDES_KEY) if reload_planned else None
     for step in plan.steps:
+        why = refusal(step)
+        if why is not None:
+            outcomes.append(Outcome(step, False, why))
+            continue
         try:
             for attempt in retrying():
                 with attempt:
@@ -83,10 +91,23 @@ def execute(
                         detail = _repair(step, desired, runtime, records)
                     else:
                         detail = _run(step, desired, runtime, assets_dir, reload_planned, previous)
-            outcomes.append(Outcome(step, True, detail))
         except RuntimeFailure as exc:
             outcomes.append(Outcome(step, False, str(exc), retryable=exc.transient))
+            continue
+        # the effect happened: only now do the machines move
+        outcomes.append(Outcome(step, True, detail, moved=tuple(move.fire() for move in step.moves)))
     return outcomes
+
+
+def refusal(step: Step) -> str | None:
+    """Why the executor will not run ``step``: a pod step that names no machine transition, or one
+    the pod machine's table does not allow (a planner bug, or a table row that was removed)."""
+    if step.kind not in CLUSTER_KINDS and not step.moves:
+        return f"refused: {step.kind.value} changes a pod but names no pod-machine transition"
+    refused = [move for move in step.moves if not move.allowed()]
+    if refused:
+        return "refused by the pod machine: " + ", ".join(str(move) for move in refused)
+    return None
 
 
 def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | None) -> str:
@@ -104,8 +125,12 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     if step.kind is StepKind.CLEAR_SWITCHOVER:
         # an automatic failover that never got past its fence did not happen: no record of it
         fencing = last_failover(records.read()).get("state") == "fencing"
-        records.write({SWITCHOVER_KEY: "", **({LAST_FAILOVER_KEY: ""} if fencing else {})})
-        return f"dropped the unfinished switchover to {name}"
+        records.write({**clear_switchover(), **({LAST_FAILOVER_KEY: ""} if fencing else {})})
+        refused = step.data.get("refused")
+        return f"dropped the switchover to {name}: {refused}" if refused else \
+            f"dropped the unfinished switchover to {name}"
+    if step.kind is StepKind.FENCE and ordinal == desired.target_primary and step.data.get("planned"):
+        return _fence_planned(desired, runtime, records, ordinal)
     if step.kind is StepKind.FENCE and ordinal == desired.target_primary:
         # the old primary of an unfinished switchover or failover, not stopped: a failing one gets
         # a short stop, a planned promote's the clean shutdown
@@ -117,13 +142,15 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     if step.kind is StepKind.FAILOVER:
         # the intent and the record first (one write): killed after it, the next pass finishes
         # the failover from PG_SWITCHOVER_TO; then the fence, before anything is promoted
-        records.write({SWITCHOVER_KEY: str(ordinal), LAST_FAILOVER_KEY: json.dumps(dict(step.data), sort_keys=True)})
+        records.write({**clear_switchover(), SWITCHOVER_KEY: str(ordinal),
+                       LAST_FAILOVER_KEY: json.dumps(dict(step.data), sort_keys=True)})
         fenced = repair.fence_failing(runtime, desired, desired.target_primary)
         return f"{step.reason} — {fenced}; recorded the failover to {name} (it is promoted next)"
     if step.kind is StepKind.REJOIN:
         records.write(repair.mark_rejoin(records.read(), ordinal))
         return repair.rejoin_pod(runtime, desired, ordinal, replication_user=records.replication_user,
-                                 bucket=records.read(), extra_labels=records.extra_labels)
+                                 bucket=records.read(), extra_labels=records.extra_labels,
+                                 progress=records.progress)
     if step.kind is StepKind.CLEAR_REJOIN:
         records.write(repair.forget_rejoin(records.read(), ordinal))
         return f"{name} rejoined: streaming from {desired.app_name(desired.target_primary)}"
@@ -132,43 +159,130 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
     raise AssertionError(f"unhandled step {step.kind}")  # pragma: no cover
 
 
+def _fence_planned(desired: Desired, runtime: Runtime, records: Records, ordinal: int) -> str:
+    """A planned switchover's fence: record the old primary's last WAL position, then stop it
+    cleanly. Postgres' walsenders do not exit before every standby has flushed the shutdown
+    checkpoint, so a stop with exit code 0 means every committed write reached the standbys. An
+    unclean stop gives no such promise: the switchover is dropped and the old primary restarts."""
+    name, request = desired.app_name(ordinal), desired.switchover_request
+    assert request is not None
+    final = repair.lsn(repair.sql(runtime, desired, ordinal, "SELECT pg_current_wal_lsn()"))
+    request = replace(request, final_lsn=final, fenced_at=None)
+    records.write({SWITCHOVER_REQUEST_KEY: request.to_json()})  # before the stop: promote waits for it
+    code = repair.fence(runtime, desired, ordinal)
+    if code != 0:
+        records.write(clear_switchover())
+        raise RuntimeFailure(f"fencing {name}: it stopped with exit code {code}, not cleanly; inspect it, then "
+                             "retry with --force (the switchover was dropped; reconcile restarts it)")
+    records.write({SWITCHOVER_REQUEST_KEY: replace(request, fenced_at=records.wall()).to_json()})
+    return f"fenced {name}: clean shutdown, so every committed write was sent to the standbys"
+
+
 def _check_target(desired: Desired, runtime: Runtime, records: Records, target: int) -> str:
     """Before ``pg_promote()`` of a switchover target, with the old primary stopped (the planner
     only promotes then): every standby's received WAL is final now, so measure it again.
 
-    A primary that ran until its fence may have sent more WAL to another standby than to the
-    target chosen before it (with ``ANY 1`` those bytes hold acknowledged commits): then the intent
-    moves to that standby and this pass ends, so the planner promotes it. With ``synchronous``, a
-    silent standby may hold acknowledged commits nobody else has: the switchover is dropped (the
-    old primary, which has them all, is started again) rather than lose them. An automatic
-    failover's record gets what the promoted standby had: its LSN and how much less than the old
-    primary's last known position."""
+    A planned switchover waits (up to ``PLANNED_WAL_WAIT`` after the fence) until its target has
+    received the old primary's last position. Otherwise a primary that ran until its fence may
+    have sent more WAL to another standby than to the target chosen before it (with ``ANY 1``
+    those bytes hold acknowledged commits): an automatic or interrupted switchover then moves to
+    that standby and this pass ends, so the planner promotes it; a forced failover the operator
+    asked for is refused instead, unless ``--yes`` accepts the loss. With ``synchronous``, a silent
+    standby may hold acknowledged commits nobody else has: the switchover is dropped (the old
+    primary, which has them all, is started again) rather than lose them. An automatic failover's
+    record gets what the promoted standby had: its LSN and how much less than the old primary's
+    last known position."""
+    P = desired.target_primary
+    request = desired.switchover_request
+    standbys, answering = _received(desired, runtime, target)
+    if request is not None and request.planned and request.final_lsn is not None:
+        waited = _planned_wal(desired, records, request, answering[target])
+        if waited is not None:
+            return waited
+    record = last_failover(records.read())
+    automatic = record.get("state") == "fencing" and record.get("from") == P
+    manual = request is not None and not request.planned
+    accept_loss = manual and request is not None and request.accept_loss
+    synchronous = desired.sync_names is not None and (record.get("synchronous", True) if automatic else True)
+    silent = [o for o in standbys if o not in answering]
+    if synchronous and silent and not accept_loss:
+        _drop_for_silent(desired, records, target, silent, automatic=automatic)
+    best = best_standby(answering)
+    if answering[best] > answering[target] and not accept_loss:
+        _move_or_refuse(desired, records, record if automatic else None, answering, target, best, manual=manual)
+    if manual:
+        return _failover_note(desired, answering, target, best)
+    return _record_automatic(desired, records, record, answering, target) if automatic else ""
+
+
+def _received(desired: Desired, runtime: Runtime, target: int) -> tuple[list[int], dict[int, int]]:
+    """The standbys that count, and the received WAL position of each that answers (the target must)."""
     P = desired.target_primary
     standbys = [o for o in range(desired.replicas) if o != P and o not in desired.rejoin]
     received = repair.received_positions(runtime, desired, standbys)
     answering = {o: v for o, v in received.items() if v is not None}
     if target not in answering:
         raise RuntimeFailure(f"{desired.app_name(target)} does not report its received WAL", transient=True)
-    bucket = records.read()
-    record = last_failover(bucket)
-    automatic = record.get("state") == "fencing" and record.get("from") == P
-    silent = [o for o in standbys if o not in answering]
-    synchronous = desired.sync_names is not None and (record.get("synchronous", True) if automatic else True)
-    if synchronous and silent:
-        names = ", ".join(desired.app_name(o) for o in silent)
-        records.write({SWITCHOVER_KEY: "", **({LAST_FAILOVER_KEY: ""} if automatic else {})})
-        raise RuntimeFailure(f"not promoting {desired.app_name(target)}: {names} did not answer and may hold "
-                             f"acknowledged writes (synchronous); dropped the switchover — "
-                             f"{desired.app_name(P)} is started again")
-    best = max(answering, key=lambda o: (answering[o], -o))
-    if answering[best] > answering[target]:
-        records.write({SWITCHOVER_KEY: str(best),
-                       **({LAST_FAILOVER_KEY: json.dumps({**record, "to": best}, sort_keys=True)} if automatic else {})})
-        raise RuntimeFailure(f"{desired.app_name(best)} has received {answering[best] - answering[target]} bytes "
-                             f"more WAL than {desired.app_name(target)} since the choice: the switchover now "
-                             f"targets {desired.app_name(best)}")
-    if not automatic:
-        return ""
+    return standbys, answering
+
+
+def _drop_for_silent(desired: Desired, records: Records, target: int, silent: list[int], *, automatic: bool) -> None:
+    """Synchronous, and a standby does not answer: it may hold acknowledged commits nobody else
+    has, so the switchover is dropped and the old primary started again. Always raises."""
+    names = ", ".join(desired.app_name(o) for o in silent)
+    records.write({**clear_switchover(), **({LAST_FAILOVER_KEY: ""} if automatic else {})})
+    raise RuntimeFailure(f"not promoting {desired.app_name(target)}: {names} did not answer and may hold "
+                         f"acknowledged writes (synchronous); dropped the switchover — "
+                         f"{desired.app_name(desired.target_primary)} is started again")
+
+
+def _move_or_refuse(desired: Desired, records: Records, automatic: Mapping[str, Any] | None,
+                    answering: Mapping[int, int], target: int, best: int, *, manual: bool) -> None:
+    """Another standby has more WAL than the target: a forced failover the operator asked for is
+    refused (it names the better one); any other switchover moves to it. Always raises."""
+    more = f"{desired.app_name(best)} has received {answering[best] - answering[target]} bytes more WAL than " \
+           f"{desired.app_name(target)}"
+    if manual:
+        records.write(clear_switchover())
+        raise RuntimeFailure(f"{more}; promote --replica {best} instead, or add --yes to accept losing them")
+    records.write({SWITCHOVER_KEY: str(best), SWITCHOVER_REQUEST_KEY: "",
+                   **({LAST_FAILOVER_KEY: json.dumps({**automatic, "to": best}, sort_keys=True)}
+                      if automatic is not None else {})})
+    raise RuntimeFailure(f"{more} since the choice: the switchover now targets {desired.app_name(best)}")
+
+
+def _planned_wal(desired: Desired, records: Records, request: SwitchoverRequest, got: int) -> str | None:
+    """A planned switchover's target and the old primary's last position: the note once it has
+    it, a (transient) failure while it may still come, None once waiting is over — the target is
+    then judged as after any fence."""
+    final = request.final_lsn
+    assert final is not None
+    name, old = desired.app_name(request.to), desired.app_name(desired.target_primary)
+    if got >= final:
+        return f" ({name} had received all WAL of {old}, up to {lsn_text(final)})"
+    now = records.wall()
+    if request.fenced_at is None:  # stopped by a fence killed before it recorded the time
+        records.write({SWITCHOVER_REQUEST_KEY: replace(request, fenced_at=now).to_json()})
+        request = replace(request, fenced_at=now)
+    assert request.fenced_at is not None
+    if now - request.fenced_at < PLANNED_WAL_WAIT:
+        raise RuntimeFailure(f"waiting for {name} to receive {old}'s last WAL ({lsn_text(got)} of "
+                             f"{lsn_text(final)})", transient=True)
+    return None
+
+
+def _failover_note(desired: Desired, answering: Mapping[int, int], target: int, best: int) -> str:
+    """What a forced failover the operator asked for may have lost (its promote message)."""
+    old, name = desired.app_name(desired.target_primary), desired.app_name(target)
+    mine = answering[target]
+    ahead = f", {answering[best] - mine} bytes behind {desired.app_name(best)}" if answering[best] > mine else ""
+    return (f" — failover: {old} was down; {name} had received WAL up to {lsn_text(mine)}{ahead}; "
+            f"writes after that point on {old} are lost")
+
+
+def _record_automatic(desired: Desired, records: Records, record: Mapping[str, Any], answering: Mapping[int, int],
+                      target: int) -> str:
+    """An automatic failover's record, completed with what its promoted standby had."""
     top = max([record.get("last_lsn") or 0, *answering.values()])
     lost = 0 if record.get("synchronous") else top - answering[target]
     now = records.wall()

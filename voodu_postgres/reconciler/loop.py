@@ -94,16 +94,21 @@ def reconcile(
     timeout: float = DEFAULT_TIMEOUT,
     progress: Progress = lambda _line: None,
     health: HealthTracker | None = None,
+    hold: frozenset[int] = frozenset(),
 ) -> Report:
     """Converge one resource. ``dry_run`` computes the plan and changes nothing at all.
 
     ``health`` is a watcher's memory of the primary across passes (``reconcile --watch``): with
     it, a failing primary is reported and, with ``auto_failover``, failed over. Without ``wait``,
     one pass — plus the immediately following passes of a failover in flight (fence → promote →
-    record), so the new primary takes writes without waiting for the next watch interval."""
+    record), so the new primary takes writes without waiting for the next watch interval.
+
+    ``hold``: ordinals this run leaves down — it never starts, creates, rewinds or restarts them,
+    nor waits for them (``promote --no-restart`` keeps the old primary stopped this way; the next
+    reconcile rejoins it)."""
     bucket, seeded = _seed(spec, ctx, body=body, dry_run=dry_run)
     return _Convergence(spec, ctx, bucket, seeded, dry_run=dry_run, wait=wait, timeout=timeout,
-                        progress=progress, health=health).run()
+                        progress=progress, health=health, hold=hold).run()
 
 
 def _seed(spec: PostgresSpec, ctx: Context, *, body: Mapping[str, Any] | None,
@@ -142,8 +147,9 @@ class _Convergence:
 
     def __init__(self, spec: PostgresSpec, ctx: Context, bucket: Mapping[str, str], seeded: list[str], *,
                  dry_run: bool, wait: bool, timeout: float, progress: Progress,
-                 health: HealthTracker | None) -> None:
+                 health: HealthTracker | None, hold: frozenset[int] = frozenset()) -> None:
         self.spec, self.ctx, self.bucket, self.seeded = spec, ctx, bucket, seeded
+        self.hold = hold
         self.dry_run, self.wait, self.timeout = dry_run, wait, timeout
         self.progress, self.health = progress, health
         self.assets_dir = assets_dir_for(ctx.home, spec)
@@ -158,7 +164,7 @@ class _Convergence:
         self.urgent = 0
         self.records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=self._write_records,
                                replication_user=spec.replication_user, extra_labels=ctx.extra_labels,
-                               wall=ctx.wall)
+                               wall=ctx.wall, progress=progress)
 
     def run(self) -> Report:
         while True:
@@ -199,7 +205,7 @@ class _Convergence:
             if before is not None and before != role:
                 self.progress(f"{desired.app_name(ordinal)}: {before.value} → {role.value}")
         self.previous = roles
-        return plan(desired, observed)
+        return _without(plan(desired, observed), self.hold)
 
     def _execute(self, current: Plan) -> list[Outcome]:
         """Run the plan's steps, one progress line each; a primary (re)booted gets its grace."""
@@ -253,6 +259,20 @@ class _Convergence:
                 outcomes: list[Outcome] | None = None) -> Report:
         return Report(str(self.spec.ref), message, converged, current, self.seeded,
                       self.outcomes if outcomes is None else outcomes, self.passes)
+
+
+#: what ``hold`` keeps from a held ordinal: anything that would bring it (back) up
+_BRINGS_UP = frozenset({StepKind.START_POD, StepKind.CREATE_POD, StepKind.RECREATE_POD, StepKind.RESTART_POD,
+                        StepKind.REJOIN, StepKind.CLEAR_REJOIN})
+
+
+def _without(current: Plan, hold: frozenset[int]) -> Plan:
+    """The plan minus the steps that would bring a held ordinal up, and minus waits on it."""
+    if not hold:
+        return current
+    steps = tuple(s for s in current.steps if not (s.ordinal in hold and s.kind in _BRINGS_UP))
+    waiting = tuple(w for w in current.waiting if w.ordinal not in hold)
+    return replace(current, steps=steps, waiting=waiting)
 
 
 def _timeout(desired: Desired, current: Plan, ctx: Context, timeout: float) -> ConvergeTimeout:

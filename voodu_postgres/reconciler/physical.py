@@ -33,6 +33,7 @@ from pathlib import Path
 from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.adapters.files import write_secret
 from voodu_postgres.domain import physical as pm
+from voodu_postgres.domain.intents import clear_switchover
 from voodu_postgres.domain.keys import (
     INTENT_KEY,
     PASSWORD_KEY,
@@ -435,7 +436,7 @@ def run_step(step: pm.RestoreStep, ctx: RestoreContext) -> str:
     if kind is pm.StepKind.CLEAR_INTENT:
         # an unfinished promote's or rejoin's intents described pods whose data is gone now
         stale = [k for k in (SWITCHOVER_KEY, REJOIN_KEY) if ctx.bucket.get(k, "").strip()]
-        ctx.record({INTENT_KEY: "", SWITCHOVER_KEY: "", REJOIN_KEY: ""})
+        ctx.record({INTENT_KEY: "", **clear_switchover(), REJOIN_KEY: ""})
         return f"{INTENT_KEY} cleared" + (f" (and the stale {', '.join(stale)})" if stale else "")
     return ctx.converge()
 

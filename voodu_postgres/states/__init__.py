@@ -58,7 +58,8 @@ def mermaid(table: Iterable[Mapping[str, Any]], *, initial: StrEnum | None = Non
         guards = [g.__name__ for g in row.get("conditions", [])] + [f"not {g.__name__}" for g in row.get("unless", [])]
         label = row["trigger"] + (f" [{', '.join(guards)}]" if guards else "")
         for source in sources:
-            lines.append(f"    {_node(source)} --> {_node(row['dest'])}: {label}")
+            dest = source if row["dest"] == "=" else row["dest"]  # "=": back to where it was
+            lines.append(f"    {_node(source)} --> {_node(dest)}: {label}")
     return "\n".join(lines) + "\n"
 
 

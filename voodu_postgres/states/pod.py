@@ -35,6 +35,7 @@ class PodView:
     streams: bool = False  # this pod streams from the target primary
     lowers_minimum: bool = False  # this (primary) pod has a pending decrease of a standby-minimum setting
     port_moves: bool = False  # the cluster's port changes: every pod moves at once
+    replicas: int | None = None  # the desired pod count (None: unknown, nothing is surplus)
     primary_stopped: bool = False  # the target primary's container is stopped or gone (it can write nothing)
     failover_due: bool = False  # auto_failover: the primary has failed for failover_timeout, a standby qualifies
 
@@ -102,6 +103,13 @@ def primary_stopped(view: PodView) -> bool:
     return view.primary_stopped
 
 
+def switchover_stale(view: PodView) -> bool:
+    """The recorded switchover names this pod, and it already is the primary or no longer exists."""
+    ordinal = view.pod.ordinal
+    return view.switchover == ordinal and (
+        ordinal == view.target_primary or (view.replicas is not None and ordinal >= view.replicas))
+
+
 def failover_due(view: PodView) -> bool:
     """``auto_failover``: the primary has failed for ``failover_timeout`` and a standby qualifies."""
     return view.failover_due
@@ -154,10 +162,18 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "promoted", "source": PodRole.PROMOTING, "dest": PodRole.PRIMARY, "conditions": [is_writable]},
     {"trigger": "abandon", "source": PodRole.PROMOTING, "dest": PodRole.STANDBY,
      "conditions": [primary_ready], "unless": [is_writable]},
+    # the target never came up (or is a former primary still to rejoin) while the old primary
+    # serves: the intent is dropped and the target keeps its role
+    {"trigger": "abandon", "source": [PodRole.DOWN, PodRole.SPLIT_BRAIN, PodRole.FENCED, PodRole.REJOINING],
+     "dest": "=", "conditions": [primary_ready], "unless": [is_writable]},
+    # a recorded target that already is the primary, or was scaled away: only the record goes
+    {"trigger": "abandon", "source": list(PodRole), "dest": "=", "conditions": [switchover_stale]},
     # a former primary follows the new one (pg_rewind, or a fresh clone)
     {"trigger": "rejoin", "source": [PodRole.FENCED, PodRole.SPLIT_BRAIN, PodRole.DOWN, PodRole.STANDBY],
      "dest": PodRole.REJOINING, "conditions": [primary_ready], "unless": [is_target_primary, is_writable]},
     {"trigger": "rejoined", "source": PodRole.REJOINING, "dest": PodRole.STANDBY, "conditions": [streams]},
+    # a standby that follows a pod that is no longer the primary: rewrite primary_conninfo, reload
+    {"trigger": "repoint", "source": PodRole.STANDBY, "dest": PodRole.STANDBY, "unless": [is_target_primary]},
     # a standby or former primary detached from the cluster network is recreated on it (same volume)
     {"trigger": "reattach", "source": [PodRole.STANDBY, PodRole.BOOTSTRAPPING, PodRole.REJOINING],
      "dest": PodRole.BOOTSTRAPPING, "conditions": [detached], "unless": [is_target_primary]},
@@ -165,6 +181,11 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
     {"trigger": "diverge", "source": [PodRole.PRIMARY, PodRole.STANDBY, PodRole.DOWN, PodRole.PENDING],
      "dest": PodRole.SPLIT_BRAIN},
 ]
+
+
+#: Transitions the world makes, never a step: a booting pod starts serving, a second writer
+#: appears. Observation (:func:`classify`) sees them; every other trigger is performed by a step.
+OBSERVED_TRIGGERS = frozenset({"serve", "diverge"})
 
 
 class PodMachine(Model):
@@ -176,6 +197,30 @@ class PodMachine(Model):
     @property
     def role(self) -> PodRole:
         return PodRole(self.state)
+
+
+@dataclass(frozen=True)
+class PodMove:
+    """One transition of one pod's machine, as a plan step carries it (``domain.model.Move``).
+
+    The machine is rebuilt from ``POD_TRANSITIONS`` on every call, so the table as it is now
+    decides: the executor asks :meth:`allowed` before the effect and :meth:`fire` after it."""
+
+    name: str  # the pod, e.g. ``db-1``, for the line fire() returns
+    role: PodRole  # the role the planner observed
+    trigger: str
+    view: PodView
+
+    def allowed(self) -> bool:
+        return PodMachine(self.role).may(self.trigger, self.view)
+
+    def __str__(self) -> str:
+        return f"{self.trigger} {self.name} from {self.role.value}"
+
+    def fire(self) -> str:
+        machine = PodMachine(self.role)
+        machine.fire(self.trigger, self.view)
+        return f"{self.name}: {self.role.value} → {machine.role.value} ({self.trigger})"
 
 
 def classify(pod: PodStatus, *, target_primary: int, writable_count: int, switchover: int | None = None,

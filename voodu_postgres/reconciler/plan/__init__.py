@@ -17,7 +17,7 @@ from voodu_postgres.reconciler.plan.failover import (
     best_standby,
     failover_decision,
 )
-from voodu_postgres.reconciler.plan.planner import plan
+from voodu_postgres.reconciler.plan.planner import plan, pod_move
 from voodu_postgres.reconciler.plan.pods import describe, pod_of, roles_of, streams_from_primary
 from voodu_postgres.reconciler.plan.rolling import STANDBY_MINIMUMS, lowers_standby_minimum
 
@@ -30,6 +30,7 @@ __all__ = [
     "failover_decision",
     "lowers_standby_minimum",
     "plan",
+    "pod_move",
     "pod_of",
     "roles_of",
     "streams_from_primary",

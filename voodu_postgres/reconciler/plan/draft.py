@@ -7,24 +7,38 @@ half a dozen loose arguments each; the order in which they run is ``planner.plan
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from voodu_postgres.domain.model import Desired, Observed, Plan, PodStatus, Step, Wait
+from voodu_postgres.domain.model import Desired, Observed, Plan, PodStatus, Step, StepKind, Wait
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.reconciler.plan.pods import describe, pod_of
+from voodu_postgres.states.pod import PodMove
 
 
 @dataclass(frozen=True)
 class Pass:
-    """The read-only side of one pass. ``allowed(pod, trigger)`` asks the pod state machine, so
-    every concern checks its moves against the same guards."""
+    """The read-only side of one pass. ``move(pod, trigger)`` is that pod's machine transition
+    (in its observed role, with this pass's guard facts): every concern asks it whether a move is
+    allowed and hands it to the step that performs it, so the executor fires it afterwards."""
 
     desired: Desired
     observed: Observed
     roles: dict[int, PodRole]
-    allowed: Callable[[PodStatus, str], bool]
+    move: Callable[[PodStatus, str], PodMove]
     moving: frozenset[int] = frozenset()  # ordinals whose container listens on an outdated port
+
+    def allowed(self, pod: PodStatus, trigger: str) -> bool:
+        """Would the pod machine take ``trigger`` now (guards included)? Changes nothing."""
+        return self.move(pod, trigger).allowed()
+
+    def step(self, kind: StepKind, pod: PodStatus, reason: str, *triggers: str,
+             data: Mapping[str, Any] | None = None, others: tuple[PodMove, ...] = ()) -> Step:
+        """A step on ``pod`` that performs ``triggers`` on its machine (plus ``others``, moves of
+        other pods the same effect makes)."""
+        moves = tuple(self.move(pod, t) for t in triggers) + others
+        return Step(kind, pod.ordinal, reason, data=data or {}, moves=moves)
 
     @property
     def P(self) -> int:

@@ -153,7 +153,9 @@ def failover_step(ctx: Pass, decision: FailoverDecision | None) -> Step | None:
         return None
     T = decision.target
     if T is not None and ctx.allowed(ctx.primary, "fail_over") and ctx.allowed(ctx.pod(T), "promote"):
-        return Step(StepKind.FAILOVER, T, decision.text, data=decision.record)
+        # one effect, two machines: the failed primary is fenced and the standby chosen to promote
+        return ctx.step(StepKind.FAILOVER, ctx.pod(T), decision.text, "promote", data=decision.record,
+                        others=(ctx.move(ctx.primary, "fail_over"),))
     return None
 
 

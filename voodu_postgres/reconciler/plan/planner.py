@@ -35,7 +35,7 @@ from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.reconciler.plan import failover, rolling, switchover, topology
 from voodu_postgres.reconciler.plan.draft import Draft, Pass, finish
 from voodu_postgres.reconciler.plan.pods import pod_of, roles_of, streams_from_primary
-from voodu_postgres.states.pod import PodMachine, PodView
+from voodu_postgres.states.pod import PodMove, PodView
 
 
 def plan(desired: Desired, observed: Observed) -> Plan:
@@ -86,10 +86,19 @@ def plan(desired: Desired, observed: Observed) -> Plan:
     return finish(desired, observed, out)
 
 
+def pod_move(desired: Desired, observed: Observed, ordinal: int, trigger: str) -> PodMove:
+    """Pod ``ordinal``'s machine transition ``trigger`` exactly as a planning pass over this
+    observation would hand it to a step (for callers that build one step by hand)."""
+    roles = roles_of(desired, observed)
+    moving = rolling.port_moves(desired, observed)
+    guard = _Guard.of(desired, observed, roles, moving, failover.failover_decision(desired, observed, roles))
+    return guard(pod_of(desired, observed, ordinal), trigger)
+
+
 @dataclass(frozen=True)
 class _Guard:
-    """``allowed(pod, trigger)`` for one pass: the cluster facts every guard reads, gathered once,
-    and the pod state machine asked with them."""
+    """``move(pod, trigger)`` for one pass: the cluster facts every guard reads, gathered once,
+    and the pod's machine transition built with them."""
 
     desired: Desired
     roles: dict[int, PodRole]
@@ -124,7 +133,8 @@ class _Guard:
                        streams=streams_from_primary(desired, pod),
                        lowers_minimum=pod.ordinal == P and rolling.lowers_standby_minimum(pod),
                        port_moves=self.port_moves, primary_stopped=self.primary_stopped,
-                       failover_due=self.failover_due)
+                       failover_due=self.failover_due, replicas=desired.replicas)
 
-    def __call__(self, pod: PodStatus, trigger: str) -> bool:
-        return PodMachine(self.roles[pod.ordinal]).may(trigger, self.view(pod))
+    def __call__(self, pod: PodStatus, trigger: str) -> PodMove:
+        role = self.roles.get(pod.ordinal, PodRole.DOWN)  # an ordinal nothing exists for (a stale switchover target)
+        return PodMove(self.desired.app_name(pod.ordinal), role, trigger, self.view(pod))

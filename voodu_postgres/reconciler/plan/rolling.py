@@ -54,7 +54,8 @@ def synchronous_names(ctx: Pass, out: Draft) -> None:
     if primary.pg is not None and primary.pg.sync_auto != desired.sync_names and ctx.allowed(primary, "configure") \
             and (desired.sync_names is None or any_streaming):
         want = desired.sync_names or "(unset)"
-        out.steps.append(Step(StepKind.SET_SYNC, ctx.P, f"synchronous_standby_names should be {want}"))
+        out.steps.append(ctx.step(StepKind.SET_SYNC, primary, f"synchronous_standby_names should be {want}",
+                                  "configure"))
 
 
 def rolling_changes(ctx: Pass, out: Draft) -> None:
@@ -63,9 +64,9 @@ def rolling_changes(ctx: Pass, out: Draft) -> None:
     lower value than the primary, so waiting for them would deadlock."""
     primary = ctx.primary
     if not out.steps and not out.blocked and lowers_standby_minimum(primary) and ctx.allowed(primary, "roll"):
-        out.steps.append(Step(StepKind.RESTART_POD, ctx.P,
-                              f"{ctx.name(ctx.P)} lowers a setting standbys must match "
-                              "(restarting the primary first)"))
+        out.steps.append(ctx.step(StepKind.RESTART_POD, primary,
+                                  f"{ctx.name(ctx.P)} lowers a setting standbys must match "
+                                  "(restarting the primary first)", "roll"))
     elif not out.steps and not out.waiting and not out.blocked and ctx.moving:
         out.steps.extend(_move_port(ctx))
     elif not out.steps and not out.waiting and not out.blocked:
@@ -77,8 +78,8 @@ def rolling_changes(ctx: Pass, out: Draft) -> None:
 def _move_port(ctx: Pass) -> list[Step]:
     """A new port: a standby on the new port cannot reach a primary on the old one and vice
     versa, so a one-at-a-time roll would deadlock. Recreate every pod now, primary first."""
-    return [Step(StepKind.RECREATE_POD, ordinal,
-                 f"port changes to {ctx.desired.port}: all pods move together (brief outage)")
+    return [ctx.step(StepKind.RECREATE_POD, ctx.pod(ordinal),
+                     f"port changes to {ctx.desired.port}: all pods move together (brief outage)", "move")
             for ordinal in roll_order(ctx.desired, primary_first=True)
             if ordinal in ctx.moving and ctx.allowed(ctx.pod(ordinal), "move")]
 
@@ -89,16 +90,17 @@ def next_roll(ctx: Pass) -> Step | None:
     for ordinal in roll_order(desired):
         pod = ctx.pod(ordinal)
         if pod.spec_hash != desired.pod(ordinal).spec_hash and ctx.allowed(pod, "roll"):
-            return Step(StepKind.RECREATE_POD, ordinal,
-                        f"{ctx.name(ordinal)} runs an outdated spec (image, env, resources or scripts changed)")
+            return ctx.step(StepKind.RECREATE_POD, pod,
+                            f"{ctx.name(ordinal)} runs an outdated spec (image, env, resources or scripts changed)",
+                            "roll")
     primary_first = lowers_standby_minimum(ctx.primary)
     for ordinal in roll_order(desired, primary_first=primary_first):
         pod = ctx.pod(ordinal)
         if pod.pg is not None and pod.pg.pending_restart and ctx.allowed(pod, "roll"):
-            return Step(StepKind.RESTART_POD, ordinal,
-                        f"{ctx.name(ordinal)} has {pod.pg.pending_restart} setting(s) pending a restart")
+            return ctx.step(StepKind.RESTART_POD, pod,
+                            f"{ctx.name(ordinal)} has {pod.pg.pending_restart} setting(s) pending a restart", "roll")
         if pod.pg is not None and pod.pg.boot_overrides and ctx.allowed(pod, "roll"):
-            return Step(StepKind.RESTART_POD, ordinal,
-                        f"{ctx.name(ordinal)} booted with {', '.join(pod.pg.boot_overrides)} raised to "
-                        "the primary's old value; now caught up, restart it on the configured value")
+            return ctx.step(StepKind.RESTART_POD, pod,
+                            f"{ctx.name(ordinal)} booted with {', '.join(pod.pg.boot_overrides)} raised to "
+                            "the primary's old value; now caught up, restart it on the configured value", "roll")
     return None

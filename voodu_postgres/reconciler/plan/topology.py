@@ -62,7 +62,7 @@ def _primary_down(ctx: Pass, out: Draft) -> None:
                            f"(voodu-postgres promote {ctx.desired.ref} --replica N --force)")
     elif ctx.allowed(pod, "start"):
         kind = StepKind.START_POD if pod.exists else StepKind.CREATE_POD
-        out.steps.append(Step(kind, P, f"primary {name} is {'stopped' if pod.exists else 'missing'}"))
+        out.steps.append(ctx.step(kind, pod, f"primary {name} is {'stopped' if pod.exists else 'missing'}", "start"))
     else:
         out.blocked.append(f"not starting primary {name}: another pod already accepts writes")
 
@@ -89,7 +89,7 @@ def _standby_down(ctx: Pass, out: Draft, pod: PodStatus) -> None:
     elif ctx.allowed(pod, "start"):
         kind = StepKind.START_POD if pod.exists else StepKind.CREATE_POD
         what = "stopped" if pod.exists else ("missing (data volume kept)" if pod.volume_exists else "missing")
-        out.steps.append(Step(kind, ordinal, f"standby {name} is {what}"))
+        out.steps.append(ctx.step(kind, pod, f"standby {name} is {what}", "start"))
     else:
         out.waiting.append(Wait(ctx.P, f"{ctx.name(ctx.P)} to serve before {name} can clone"))
 
@@ -99,23 +99,24 @@ def _standby_up(ctx: Pass, out: Draft, pod: PodStatus) -> None:
     desired, P = ctx.desired, ctx.P
     ordinal, role, name = pod.ordinal, ctx.roles[pod.ordinal], ctx.name(pod.ordinal)
     if ctx.allowed(pod, "reattach"):
-        out.steps.append(Step(StepKind.RECREATE_POD, ordinal, f"{name} is detached from the cluster network "
-                                                              f"{desired.network}: recreate it on it (volume kept)"))
+        out.steps.append(ctx.step(StepKind.RECREATE_POD, pod, f"{name} is detached from the cluster network "
+                                                             f"{desired.network}: recreate it on it (volume kept)",
+                                  "reattach"))
     elif role is PodRole.BOOTSTRAPPING:
         out.waiting.append(Wait(ordinal, f"{name} to finish cloning and start streaming"))
     elif role is PodRole.STANDBY and pod.pg is not None and pod.pg.conninfo_host not in (
-            None, desired.host(P)):
+            None, desired.host(P)) and ctx.allowed(pod, "repoint"):
         # it follows a pod that is no longer the primary (an interrupted promote re-pointed
         # nobody): rewrite primary_conninfo and reload — no restart
-        out.steps.append(Step(StepKind.REPOINT, ordinal, f"{name} follows {pod.pg.conninfo_host}, not "
-                                                         f"{ctx.name(P)}"))
+        out.steps.append(ctx.step(StepKind.REPOINT, pod, f"{name} follows {pod.pg.conninfo_host}, not "
+                                                        f"{ctx.name(P)}", "repoint"))
     elif role is PodRole.STANDBY and not streams_from_primary(desired, pod):
         out.waiting.append(Wait(ordinal, f"{name} to stream from {ctx.name(P)}"))
     elif role is PodRole.SPLIT_BRAIN and not pod.writable and ctx.allowed(pod, "rejoin"):
         # the entrypoint guard refused it: its data was last a primary's. The recorded primary
         # wins; pg_rewind discards what it wrote after the fork
-        out.steps.append(Step(StepKind.REJOIN, ordinal, f"{name}'s data was last a primary's (the entrypoint "
-                                                        f"refused it): rewind it onto {ctx.name(P)}"))
+        out.steps.append(ctx.step(StepKind.REJOIN, pod, f"{name}'s data was last a primary's (the entrypoint "
+                                                       f"refused it): rewind it onto {ctx.name(P)}", "rejoin"))
     elif role is PodRole.SPLIT_BRAIN and not pod.writable:
         out.waiting.append(Wait(P, f"{ctx.name(P)} to serve before {name} can rejoin"))
 
@@ -128,9 +129,9 @@ def scale_down(ctx: Pass, out: Draft) -> None:
     for pod in extra:
         name = ctx.name(pod.ordinal)
         if ctx.allowed(pod, "remove"):
-            out.steps.append(Step(StepKind.REMOVE_POD, pod.ordinal,
-                                  f"replicas = {desired.replicas}: {name} is surplus "
-                                  "(its data volume is kept)"))
+            out.steps.append(ctx.step(StepKind.REMOVE_POD, pod,
+                                      f"replicas = {desired.replicas}: {name} is surplus "
+                                      "(its data volume is kept)", "remove"))
         elif pod.writable:
             out.blocked.append(f"refusing to remove {name}: it is surplus but accepts writes "
                                f"(split brain next to {ctx.name(ctx.P)}); end it with `voodu-postgres rejoin "

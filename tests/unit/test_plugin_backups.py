@@ -17,7 +17,7 @@ import pytest
 
 from tests.fake_controller import FakeController
 from tests.fake_controller import dispatch as plugin_dispatch
-from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
+from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
 from voodu_postgres.commands import plugin as plugin_mod
 from voodu_postgres.domain import backups as bm
 from voodu_postgres.domain.naming import Ref
@@ -57,6 +57,11 @@ class FakeDocker:
     def remove_container(self, name: str, *, timeout: int = 30) -> None:
         self.removed.append(name)
         self.containers.pop(name, None)
+
+    def exec(self, name: str, argv: list[str], **_kw: Any) -> ExecResult:
+        """Only what a restore asks before it touches anything: the server's version."""
+        assert any("server_version_num" in arg for arg in argv), argv
+        return ExecResult(0, "150005\n")
 
     def stop_container(self, name: str, *, timeout: int = 30) -> int:  # pragma: no cover - plugin never stops
         raise AssertionError("under Voodu the controller stops a capture (delete_manifest), not the plugin")
@@ -336,3 +341,57 @@ def test_a_job_that_never_starts_is_failed_after_the_start_timeout(ctl: FakeCont
     assert row["status"] == "failed", row
     code, envelope = dispatch(ctl, tmp_path, "backups:cancel", "shop/db", "b001")
     assert code == 1 and "not running" in envelope["error"]
+
+
+# -- the backup machine drives: each row of its table is the only thing allowing its behaviour ----
+
+
+def _captured(ctl: FakeController, docker: FakeDocker, tmp_path: Path, backups_dir: Path, *, state: str,
+              exit_code: int = 0, landed: bool = True) -> tuple[str, str]:
+    """One capture dispatched and run as Voodu would: (its job, its dump file name)."""
+    _message, created = ok(ctl, tmp_path, "backups:capture", "shop/db")
+    job = created[1]["name"]
+    filename = created[0]["manifest"]["spec"]["labels"]["voodu-postgres.backup.file"]
+    docker.run_job(ctl, "shop", job, "r1", state=state, exit_code=exit_code,
+                   log=GOOD_LOG if landed else "capture failed: pg_dump exited 1\n")
+    if landed:
+        (backups_dir / filename).write_bytes(b"12345")
+    return job, filename
+
+
+def _without(monkeypatch: pytest.MonkeyPatch, trigger: str, source: str) -> None:
+    from voodu_postgres.states import backup as machine
+
+    rows = [r for r in machine.BACKUP_TRANSITIONS
+            if not (r["trigger"] == trigger and source in (r["source"] if isinstance(r["source"], list)
+                                                             else [r["source"]]))]
+    assert len(rows) == len(machine.BACKUP_TRANSITIONS) - 1
+    monkeypatch.setattr(machine, "BACKUP_TRANSITIONS", rows)
+
+
+@pytest.mark.parametrize("trigger,source", [
+    ("finish", "running"), ("fail", "running"), ("cancel", "running"), ("delete", "complete"),
+    ("download", "complete"), ("verify", "complete"), ("restore", "complete")])
+def test_removing_a_backup_table_row_refuses_its_behaviour(trigger: str, source: str, ctl: FakeController,
+                                                           docker: FakeDocker, tmp_path: Path, backups_dir: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    landed = trigger != "fail"
+    job, filename = _captured(ctl, docker, tmp_path, backups_dir, state="running" if trigger == "cancel" else "exited",
+                              exit_code=0 if landed else 1, landed=landed and trigger != "cancel")
+    if source == "complete":
+        assert listing(ctl, tmp_path)["b001"]["status"] == "complete"  # finalised with the whole table
+    _without(monkeypatch, trigger, source)
+    argv = {"finish": ["backups", "shop/db"], "fail": ["backups", "shop/db"], "cancel": ["backups:cancel", "shop/db"],
+            "delete": ["backups:delete", "shop/db", "b001", "--yes"], "download": ["backups:download", "shop/db", "b001"],
+            "verify": ["backups:verify", "shop/db", "b001"],
+            "restore": ["backups:restore", "shop/db", "b001", "--yes"]}[trigger]
+    code, envelope = dispatch(ctl, tmp_path, argv[0], *argv[1:])
+    assert code == 1 and envelope["status"] == "error", envelope
+    assert envelope["error"] == f"backup b001 is {source}: the backup machine has no {trigger!r} move from there"
+    sidecar = backups_dir / bm.metadata_filename(filename)
+    if trigger in ("finish", "fail"):  # the capture's outcome is not recorded by any other means
+        assert bm.BackupMetadata.from_json(sidecar.read_text()).status == "running"
+    if trigger == "cancel":
+        assert ctl.manifest("job", "shop", job) is not None
+    if trigger == "delete":
+        assert (backups_dir / filename).exists() and ctl.manifest("job", "shop", job) is not None

@@ -43,7 +43,7 @@ from voodu_postgres.domain.keys import SCHEDULE_KEY
 from voodu_postgres.domain.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler import backups as fx
 from voodu_postgres.reconciler.observe import run_sql
-from voodu_postgres.states.backup import BackupView, ensure
+from voodu_postgres.states.backup import BackupMove, BackupView
 
 CLI = "voodu-postgres "
 DUMP_FORMAT, DUMP_COMPRESSION = "custom", fx.DUMP_COMPRESSION
@@ -164,12 +164,17 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
         log = fx.CaptureLog()
     fx.remove_files(partial)
     base = _base_record(c, info, backup_id, filename, log, existing)
+    # the capture ended: its machine leaves RUNNING by the trigger that says how, and the state
+    # the sidecar records is the one the machine reached
+    view = BackupView(backup=bm.format_ref(backup_id), ref=str(c.ref), dump_present=landed)
     if landed:
-        meta = _complete_record(base, log, dump)
+        meta = replace(_complete_record(base, log, dump), status=BackupMove(BackupState.RUNNING, "finish", view).fire())
     elif existing is not None and existing.status == BackupState.CANCELLED:
-        meta = replace(base, status=BackupState.CANCELLED, reason=existing.reason, finished=existing.finished)
+        meta = replace(base, status=BackupMove(BackupState.RUNNING, "cancel", view).fire(), reason=existing.reason,
+                       finished=existing.finished)
     else:
-        meta = replace(base, status=BackupState.FAILED, reason=_reason(log, info.exit_code), finished=_now())
+        meta = replace(base, status=BackupMove(BackupState.RUNNING, "fail", view).fire(),
+                       reason=_reason(log, info.exit_code), finished=_now())
     fx.write_atomic(c.path(bm.metadata_filename(filename)), meta.to_json())
     return meta
 
@@ -208,7 +213,7 @@ def _complete_record(base: BackupMetadata, log: fx.CaptureLog, dump: Path) -> Ba
     started = base.started
     size = _digits(log.values.get("size", ""))
     toc = bm.parse_toc("\n".join(log.toc))
-    return replace(base, status=BackupState.COMPLETE, finished=finished,
+    return replace(base, finished=finished,
                    server_version=base.server_version or toc.server_version,
                    duration_s=(finished - started).total_seconds() if finished and started else None,
                    size_bytes=size if size is not None else dump.stat().st_size,
@@ -259,7 +264,8 @@ def observe(c: Cluster) -> tuple[list[BackupRow], list[str]]:
     started_ids = {b.id for b in (_as_backup_container(c, i) for i in containers) if b is not None}
     for backup_id, meta in list(metadata.items()):
         if bm.job_never_started(meta, has_container=backup_id in started_ids, now=_now()):
-            meta = replace(meta, status=BackupState.FAILED, finished=_now(),
+            failed = BackupMove(BackupState.RUNNING, "fail", BackupView(backup=bm.format_ref(backup_id))).fire()
+            meta = replace(meta, status=failed, finished=_now(),
                            reason=f"its job never started (dispatched {bm.rfc3339(meta.started)}; see the "
                                   "controller's log)" if meta.started else "its job never started")
             fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())
@@ -282,21 +288,29 @@ def _rows(c: Cluster, containers: Sequence[ContainerInfo], metadata: dict[int, B
     return bm.merge_listing(fx.scan(c.directory), seen, metadata)
 
 
-def _delete(c: Cluster, rows: Sequence[BackupRow], containers: Sequence[ContainerInfo]) -> None:
-    """Remove backups: their files first, then their (stopped) capture containers."""
-    for row in rows:
-        c.gone.append(row.id)
-        for name, _size in fx.scan(c.directory):
-            found = bm.parse_artifact(name)
-            if found is not None and found.id == row.id:
-                fx.remove_files(c.path(name))
-        for info in containers:
-            seen = _as_backup_container(c, info)
-            if seen is not None and seen.id == row.id and not seen.alive:
-                try:
-                    c.runtime.remove_container(info.name, timeout=1)
-                except RuntimeFailure as exc:
-                    c.mode.env.warn(f"warn: {exc}")
+def _delete(c: Cluster, rows: Sequence[BackupRow], containers: Sequence[ContainerInfo], *,
+            cli: str = CLI) -> None:
+    """Remove backups — each only as its machine's ``delete`` allows (a running one must be
+    cancelled first): their files first, then their (stopped) capture containers."""
+    moves = [BackupMove(row.state, "delete", _view(c, row), cli=cli).ensure() for row in rows]
+    for row, move in zip(rows, moves, strict=True):
+        _delete_one(c, row, containers)
+        move.fire()
+
+
+def _delete_one(c: Cluster, row: BackupRow, containers: Sequence[ContainerInfo]) -> None:
+    c.gone.append(row.id)
+    for name, _size in fx.scan(c.directory):
+        found = bm.parse_artifact(name)
+        if found is not None and found.id == row.id:
+            fx.remove_files(c.path(name))
+    for info in containers:
+        seen = _as_backup_container(c, info)
+        if seen is not None and seen.id == row.id and not seen.alive:
+            try:
+                c.runtime.remove_container(info.name, timeout=1)
+            except RuntimeFailure as exc:
+                c.mode.env.warn(f"warn: {exc}")
 
 
 def _job_deletions(c: Cluster, ids: Iterable[int] = ()) -> list[Action]:
@@ -616,7 +630,7 @@ def cmd_cancel(args: Any, mode: Mode) -> int:
     rows, _pruned = observe(c)
     if args.id is not None:
         row = bm.resolve_backup(args.id, rows, cli=_cli(mode))
-        ensure(row.state, "cancel", _view(c, row), cli=_cli(mode))
+        BackupMove(row.state, "cancel", _view(c, row), cli=_cli(mode)).ensure()
         running = [row]
     else:
         running = [r for r in rows if r.state is BackupState.RUNNING]
@@ -625,7 +639,8 @@ def cmd_cancel(args: Any, mode: Mode) -> int:
                   {"ref": str(c.ref), "cancelled": []}, _job_deletions(c))
             return ExitStatus.OK
     for row in running:
-        meta = BackupMetadata(id=row.id, file=_file_of(c, row), status=BackupState.CANCELLED,
+        cancelled = BackupMove(row.state, "cancel", _view(c, row), cli=_cli(mode)).fire()
+        meta = BackupMetadata(id=row.id, file=_file_of(c, row), status=cancelled,
                               reason=f"cancelled by {_cli(mode)}backups:cancel", finished=_now(),
                               database=c.facts.spec.database, user=c.facts.spec.user)
         fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())  # the intent, before the stop
@@ -674,8 +689,7 @@ def cmd_delete(args: Any, mode: Mode) -> int:
     c = load(mode, args.ref)
     rows, _pruned = observe(c)
     row = bm.resolve_backup(args.id, rows, cli=_cli(mode))
-    ensure(row.state, "delete", _view(c, row), cli=_cli(mode))
-    _delete(c, [row], fx.list_capture_containers(c.runtime, c.ref))
+    _delete(c, [row], fx.list_capture_containers(c.runtime, c.ref), cli=_cli(mode))
     _emit(mode, args.output, f"postgres {c.ref}: backup {row.ref} ({row.filename or 'no file'}) deleted",
           {"ref": str(c.ref), "id": row.ref, "deleted": True}, _job_deletions(c, [row.id]))
     return ExitStatus.OK
@@ -712,13 +726,14 @@ def cmd_prune(args: Any, mode: Mode) -> int:
 def cmd_download(args: Any, mode: Mode) -> int:
     c = load(mode, args.ref)
     row, _rows = _find(c, args.id)
-    ensure(row.state, "download", _view(c, row), cli=CLI)
+    download = BackupMove(row.state, "download", _view(c, row), cli=CLI).ensure()
     if mode.plugin:  # the operator's vd CLI does the transfer
         dest_text = args.to or row.filename
         fetch = Action("fetch_file", c.ref.scope, c.ref.name, remote_path=str(c.path(row.filename)),
                        dest_path=dest_text, size_bytes=row.size_bytes, summary=f"fetch_file {row.ref} → {dest_text}")
         _emit(mode, args.output, f"postgres {c.ref}: backup {row.ref} located ({bm.format_size(row.size_bytes)})",
               {"ref": str(c.ref), "id": row.ref, "path": dest_text, "size_bytes": row.size_bytes}, [fetch])
+        download.fire()
         return ExitStatus.OK
     dest = Path(args.to) if args.to else Path(row.filename)
     if dest.is_dir():
@@ -728,6 +743,7 @@ def cmd_download(args: Any, mode: Mode) -> int:
     tmp = dest.with_name(f".{dest.name}.download")
     shutil.copyfile(c.path(row.filename), tmp)
     os.replace(tmp, dest)
+    download.fire()
     _emit(mode, args.output, f"postgres {c.ref}: backup {row.ref} → {dest} ({bm.format_size(row.size_bytes)})",
           {"ref": str(c.ref), "id": row.ref, "path": str(dest), "size_bytes": row.size_bytes})
     return ExitStatus.OK
@@ -784,7 +800,7 @@ def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[
     except (RuntimeFailure, ValueError) as exc:
         raise CommandError(f"cannot read the server version of {primary}: {exc}") from exc
     view = _view(c, row, target)
-    ensure(row.state, "restore", view, cli=CLI)  # complete, and not from a newer major
+    restore = BackupMove(row.state, "restore", view, cli=CLI).ensure()  # complete, and not from a newer major
     path = f"{fx.BACKUPS_MOUNT}/{row.filename}"
     listing = fx.toc_in(c.runtime, primary, path)
     if listing.exit_code != 0:
@@ -792,7 +808,8 @@ def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[
                            f"{(listing.output.strip().splitlines() or ['?'])[-1]}")
     parsed = bm.parse_toc(listing.output)
     if row.metadata is None and parsed.server_version:  # no sidecar (a downloaded dump): its TOC header says
-        ensure(row.state, "restore", replace(view, dump_major=bm.server_major(parsed.server_version)), cli=CLI)
+        restore = BackupMove(row.state, "restore", replace(view, dump_major=bm.server_major(parsed.server_version)),
+                             cli=CLI).ensure()
     toc = parsed.sentence()
     if not quiet:
         c.mode.env.warn(f"restore: pg_restore in {primary} ← {path} (db={spec.database}, user={spec.user}, "
@@ -802,6 +819,7 @@ def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[
     if result.exit_code != 0:
         raise CommandError(f"pg_restore failed (nothing changed: one transaction): "
                            f"{(result.output.strip().splitlines() or ['?'])[-1]}")
+    restore.fire()
     return toc, listing.output, time.monotonic() - started
 
 
@@ -850,8 +868,10 @@ def _verify(c: Cluster, row: BackupRow) -> tuple[bool, str]:
 def cmd_verify(args: Any, mode: Mode) -> int:
     c = load(mode, args.ref)
     row, _rows = _find(c, args.id)
-    ensure(row.state, "verify", _view(c, row), cli=CLI)
+    verify = BackupMove(row.state, "verify", _view(c, row), cli=CLI).ensure()
     ok, detail = _verify(c, row)
+    if ok:
+        verify.fire()
     _emit(mode, args.output, f"postgres {c.ref}: backup {row.ref} verify {'ok' if ok else 'FAILED'}: {detail}",
           {"ref": str(c.ref), "id": row.ref, "ok": ok, "detail": detail})
     return ExitStatus.OK if ok else ExitStatus.ERROR

@@ -93,6 +93,32 @@ class BackupRefused(CommandError):
     """A command asked for a move the backup's state does not allow."""
 
 
+@dataclass(frozen=True)
+class BackupMove:
+    """One transition of one backup's machine, as a command performs it: ``ensure()`` before the
+    effect (a one-line refusal), ``fire()`` once the effect succeeded — its result is the state a
+    sidecar records. The machine is rebuilt from ``BACKUP_TRANSITIONS`` on every call, so the table
+    as it is now decides."""
+
+    state: BackupState
+    trigger: str
+    view: BackupView
+    cli: str = PLUGIN_CLI
+
+    def allowed(self) -> bool:
+        return may(self.state, self.trigger, self.view)
+
+    def ensure(self) -> BackupMove:
+        ensure(self.state, self.trigger, self.view, cli=self.cli)
+        return self
+
+    def fire(self) -> BackupState:
+        self.ensure()
+        machine = BackupMachine(self.state)
+        machine.fire(self.trigger, self.view)
+        return machine.backup_state
+
+
 def may(state: BackupState, trigger: str, view: BackupView) -> bool:
     """Is ``trigger`` legal for a backup in ``state`` (guards included)? Changes nothing."""
     if trigger not in TRIGGERS:
@@ -110,6 +136,10 @@ def refusal(state: BackupState, trigger: str, view: BackupView, *, cli: str = PL
     b = view.backup
     if state is BackupState.DELETED:
         return f"backup {b} no longer exists"
+    if state in (BackupState.RUNNING, BackupState.COMPLETE) and trigger in _GUARDED[state] \
+            and not _has_row(state, trigger):
+        # a move the policy has (its guards explain refusals below) is missing from the table
+        return f"backup {b} is {state}: the backup machine has no {trigger!r} move from there"
     if trigger == "cancel":
         return f"backup {b} is not running (nothing to cancel)"  # Go's wording
     if trigger in ("finish", "fail"):
@@ -130,6 +160,17 @@ def refusal(state: BackupState, trigger: str, view: BackupView, *, cli: str = PL
     # complete, so a guard refused: the only guard on these is the server version
     return (f"backup {b} was dumped from PostgreSQL {view.dump_major}, newer than the target's "
             f"{view.target_major}: it can only be {verb} into PostgreSQL {view.dump_major} or later")
+
+
+#: the moves the policy allows from a state (refused only by their guards, if at all)
+_GUARDED = {BackupState.RUNNING: frozenset({"finish", "fail", "cancel"}),
+            BackupState.COMPLETE: frozenset({"restore", "download", "verify", "delete"})}
+
+
+def _has_row(state: BackupState, trigger: str) -> bool:
+    return any(row["trigger"] == trigger and state in (row["source"] if isinstance(row["source"], list)
+                                                       else [row["source"]])
+               for row in BACKUP_TRANSITIONS)
 
 
 def ensure(state: BackupState, trigger: str, view: BackupView, *, cli: str = PLUGIN_CLI) -> None:

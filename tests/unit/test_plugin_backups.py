@@ -193,9 +193,13 @@ def test_a_completed_job_lists_complete_and_delete_removes_its_job(ctl: FakeCont
     filename = created[0]["manifest"]["spec"]["labels"]["voodu-postgres.backup.file"]
     docker.run_job(ctl, "shop", job, "c3d4", state="exited", exit_code=0, log=GOOD_LOG)
     (backups_dir / filename).write_bytes(b"12345")
+    sidecar = backups_dir / bm.metadata_filename(filename)
+    reserved = sidecar.read_text()
     row = listing(ctl, tmp_path)["b001"]
     assert row["status"] == "complete" and row["size_bytes"] == 5
-    meta = bm.BackupMetadata.from_json((backups_dir / bm.metadata_filename(filename)).read_text())
+    assert sidecar.read_text() == reserved, "listing writes nothing"
+    ok(ctl, tmp_path, "backups:download", "shop/db", "b001")  # a command that acts on it records it first
+    meta = bm.BackupMetadata.from_json(sidecar.read_text())
     assert meta.status == "complete" and meta.table_rows == {"public.items": 42} and meta.source_ordinal == 0
     code, envelope = dispatch(ctl, tmp_path, "backups:delete", "shop/db", "b001")
     assert code == 1 and "refusing to delete without --yes" in envelope["error"]
@@ -395,3 +399,27 @@ def test_removing_a_backup_table_row_refuses_its_behaviour(trigger: str, source:
         assert ctl.manifest("job", "shop", job) is not None
     if trigger == "delete":
         assert (backups_dir / filename).exists() and ctl.manifest("job", "shop", job) is not None
+
+
+def test_listing_backups_never_changes_them(ctl: FakeController, docker: FakeDocker, tmp_path: Path,
+                                            backups_dir: Path) -> None:
+    """A failed capture's leftovers, a completed one's retention (--keep 1) and a finished job whose
+    backup is gone all stay as they are while the operator only looks."""
+    jobs = []
+    for run_id, keep in (("0001", []), ("0002", ["--keep", "1"])):
+        _message, created = ok(ctl, tmp_path, "backups:capture", "shop/db", *keep)
+        job = created[1]["name"]
+        filename = created[0]["manifest"]["spec"]["labels"]["voodu-postgres.backup.file"]
+        docker.run_job(ctl, "shop", job, run_id, state="exited", exit_code=0, log=GOOD_LOG)
+        (backups_dir / filename).write_bytes(b"12345")
+        jobs.append(job)
+    before = {p.name: p.read_bytes() for p in backups_dir.iterdir()}
+    for _ in range(2):
+        code, envelope = dispatch(ctl, tmp_path, "backups", "shop/db", "-o", "json")
+        assert code == 0 and envelope["data"]["actions"] in (None, []), envelope
+        rows = {r["id"]: r["status"] for r in json.loads(envelope["data"]["message"])["backups"]}
+        assert rows == {"b001": "complete", "b002": "complete"}
+    assert {p.name: p.read_bytes() for p in backups_dir.iterdir()} == before and docker.removed == []
+    # the next command that acts applies the capture's own retention
+    ok(ctl, tmp_path, "backups:download", "shop/db", "b002")
+    assert list(listing(ctl, tmp_path)) == ["b002"]

@@ -147,8 +147,10 @@ def _parse_when(text: str | None) -> datetime | None:
         return None
 
 
-def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | None) -> BackupMetadata | None:
-    """Write the sidecar of an exited capture when it is missing or out of date; the new record."""
+def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | None, *,
+                  record: bool = True) -> BackupMetadata | None:
+    """The record of an exited capture when its sidecar is missing or out of date — written (and
+    its ``.partial`` removed) only with ``record``; a listing reads it without writing."""
     filename = info.labels.get(L_FILE, "")
     backup_id = bm.go_atoi(info.labels.get(L_ID, ""))
     if not filename or backup_id is None:
@@ -162,7 +164,8 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
         log = fx.parse_capture_log(c.runtime.logs(info.name))
     except RuntimeFailure:
         log = fx.CaptureLog()
-    fx.remove_files(partial)
+    if record:
+        fx.remove_files(partial)
     base = _base_record(c, info, backup_id, filename, log, existing)
     # the capture ended: its machine leaves RUNNING by the trigger that says how, and the state
     # the sidecar records is the one the machine reached
@@ -175,7 +178,8 @@ def _finalise_one(c: Cluster, info: ContainerInfo, existing: BackupMetadata | No
     else:
         meta = replace(base, status=BackupMove(BackupState.RUNNING, "fail", view).fire(),
                        reason=_reason(log, info.exit_code), finished=_now())
-    fx.write_atomic(c.path(bm.metadata_filename(filename)), meta.to_json())
+    if record:
+        fx.write_atomic(c.path(bm.metadata_filename(filename)), meta.to_json())
     return meta
 
 
@@ -246,8 +250,13 @@ def _policy_of(info: ContainerInfo) -> RetentionPolicy:
     return RetentionPolicy(keep, max_age)
 
 
-def observe(c: Cluster) -> tuple[list[BackupRow], list[str]]:
-    """The cluster's backups now (finalising exited captures first), and what retention pruned."""
+def observe(c: Cluster, *, record: bool = True) -> tuple[list[BackupRow], list[str]]:
+    """The cluster's backups now, and what retention pruned.
+
+    With ``record`` (every command that changes backups) exited captures are finalised first —
+    their sidecars written, leftovers removed — and a capture's own retention is applied once, when
+    it is first seen complete. Without it (the ``backups`` listing) the same rows are computed in
+    memory and nothing is written or deleted: looking never changes what is there."""
     containers = fx.list_capture_containers(c.runtime, c.ref)
     metadata = _metadata(c)
     pruned: list[str] = []
@@ -256,7 +265,7 @@ def observe(c: Cluster) -> tuple[list[BackupRow], list[str]]:
         if info.state not in _EXITED:
             continue
         found = _as_backup_container(c, info)
-        meta = _finalise_one(c, info, metadata.get(found.id) if found else None)
+        meta = _finalise_one(c, info, metadata.get(found.id) if found else None, record=record)
         if meta is not None and found is not None:
             metadata[found.id] = meta
             if meta.status == BackupState.COMPLETE:
@@ -268,9 +277,12 @@ def observe(c: Cluster) -> tuple[list[BackupRow], list[str]]:
             meta = replace(meta, status=failed, finished=_now(),
                            reason=f"its job never started (dispatched {bm.rfc3339(meta.started)}; see the "
                                   "controller's log)" if meta.started else "its job never started")
-            fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())
+            if record:
+                fx.write_atomic(c.path(bm.metadata_filename(meta.file)), meta.to_json())
             metadata[backup_id] = meta
     rows = _rows(c, containers, metadata)
+    if not record:
+        return rows, pruned
     for info in completed:  # a capture's own retention, applied once, when it is first seen complete
         policy, warnings = bm.retention_from_buckets(_policy_of(info), c.facts.bucket)
         for line in warnings:
@@ -573,9 +585,8 @@ def cmd_list(args: Any, mode: Mode) -> int:
     # just its name. Under Voodu it can only be the cluster: the plugin cannot enumerate a scope.
     if target is not None and ("/" in target or not isinstance(mode, LocalMode)):
         c = load(mode, target)
-        rows, _pruned = observe(c)
-        _emit(mode, args.output, bm.render_listing(c.ref, rows, cli=CLI), bm.listing_json(c.ref, rows),
-              _job_deletions(c))
+        rows, _pruned = observe(c, record=False)  # a listing changes nothing (no job deletions either)
+        _emit(mode, args.output, bm.render_listing(c.ref, rows, cli=CLI), bm.listing_json(c.ref, rows))
         return ExitStatus.OK
     if not isinstance(mode, LocalMode):
         raise UsageError("under Voodu, name the cluster: vd pg:backups <scope>/<name> (or <name>, unscoped)")
@@ -584,7 +595,7 @@ def cmd_list(args: Any, mode: Mode) -> int:
         if target is not None and rec.scope != target and (rec.scope, rec.name) != ("", target):
             continue
         c = load(mode, str(Ref(rec.scope, rec.name)))
-        rows, _pruned = observe(c)
+        rows, _pruned = observe(c, record=False)
         clusters.append((c.ref, rows))
     _emit(mode, args.output, bm.render_listing_many(clusters, scope=target, cli=CLI), bm.listing_json_many(clusters))
     return ExitStatus.OK

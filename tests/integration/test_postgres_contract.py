@@ -88,6 +88,31 @@ def test_nothing_listening_is_a_transient_failure(port: tuple[Postgres, Endpoint
     assert endpoint.name in str(err.value) and "\n" not in str(err.value)
 
 
+def test_the_typed_reads_of_a_primary(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    assert pg.in_recovery(endpoint) is False
+    before = lsn_value(pg.status(endpoint).lsn)
+    current = pg.current_lsn(endpoint)
+    assert isinstance(current, int) and before is not None and current >= before > 0
+    assert pg.received_lsn(endpoint) is None  # a primary receives nothing
+
+
+def test_reload_and_checkpoint_succeed_and_return_nothing(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    assert pg.reload(endpoint) is None
+    assert pg.checkpoint(endpoint) is None
+    assert pg.in_recovery(endpoint) is False
+
+
+def test_promoting_a_primary_is_refused_permanently_in_one_line(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    with pytest.raises(RuntimeFailure) as err:
+        pg.promote(endpoint)
+    assert not err.value.transient, "the server refused the statement: retrying cannot help"
+    assert "recovery is not in progress" in str(err.value) and "\n" not in str(err.value)
+    assert endpoint.name in str(err.value)
+
+
 # -- only a real server can show these ---------------------------------------------------------
 
 def test_a_wrong_password_fails_without_echoing_it(server: Any) -> None:

@@ -53,7 +53,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
 from voodu_postgres.adapters.postgres import STATUS_SQL, Endpoint, parse_status
 from voodu_postgres.adapters.store import SqliteStore
-from voodu_postgres.domain.model import Desired, Observed, PgStatus
+from voodu_postgres.domain.model import Desired, Observed, PgStatus, lsn_value
 from voodu_postgres.domain.naming import DATA_MOUNT, Ref
 from voodu_postgres.domain.podspec import STATE_MOUNT, PodSpec
 from voodu_postgres.domain.spec import PostgresSpec, load_spec
@@ -610,21 +610,58 @@ class FakeRuntime:
         """The typed status of the pod behind ``endpoint``: answered by the same simulation (and
         the same injected faults) as a psql statement in the pod, then parsed as the real adapter
         parses the server's JSON."""
-        container = self.containers.get(endpoint.name)
-        if container is None or endpoint.port not in container.host_ports.values():
+        text = self._over_tcp(endpoint, STATUS_SQL)
+        try:
+            return parse_status(json.loads(text.splitlines()[-1]))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise RuntimeFailure(f"unexpected status output: {exc}") from exc
+
+    # The rest of the typed port: each answers from the simulated server as the real adapter's
+    # query would, and returns the typed value the real adapter returns.
+
+    def in_recovery(self, endpoint: Endpoint) -> bool:
+        return self._over_tcp(endpoint, "SELECT pg_is_in_recovery()") == "t"
+
+    def current_lsn(self, endpoint: Endpoint) -> int:
+        value = lsn_value(self._over_tcp(endpoint, "SELECT pg_current_wal_lsn()"))
+        if value is None:
+            raise RuntimeFailure(f"{endpoint.name}: not an LSN")
+        return value
+
+    def received_lsn(self, endpoint: Endpoint) -> int | None:
+        return lsn_value(self._over_tcp(endpoint, "SELECT pg_last_wal_receive_lsn()") or None)
+
+    def promote(self, endpoint: Endpoint, *, wait_s: int = 60) -> bool:
+        return self._over_tcp(endpoint, f"SELECT pg_promote(true, {wait_s})").splitlines()[-1].strip() == "t"
+
+    def reload(self, endpoint: Endpoint) -> None:
+        self._over_tcp(endpoint, "SELECT pg_reload_conf()")
+
+    def checkpoint(self, endpoint: Endpoint) -> None:
+        self._over_tcp(endpoint, "CHECKPOINT")
+
+    def _over_tcp(self, endpoint: Endpoint, sql: str) -> str:
+        """One statement over "TCP": the container publishing ``endpoint.port`` (refused when none
+        does), run through the pod's simulated psql — so faults injected on a pod's exec reach it
+        too — with failures named as the real adapter names them (the endpoint, one line)."""
+        container = next((c for c in self.containers.values() if endpoint.port in c.host_ports.values()), None)
+        if container is None:
             raise RuntimeFailure(f"{endpoint.name}: connection to server at \"{endpoint.host}\", port "
                                  f"{endpoint.port} failed: Connection refused", transient=True)
         port = next(cp for cp, hp in container.host_ports.items() if hp == endpoint.port)
-        result = self.exec(endpoint.name, ["psql", "-p", str(port), "-U", endpoint.user, "-d", endpoint.database,
-                                           "-c", STATUS_SQL])
+        try:
+            result = self.exec(container.name, ["psql", "-p", str(port), "-U", endpoint.user, "-d",
+                                                endpoint.database, "-c", sql])
+        except RuntimeFailure as exc:
+            raise RuntimeFailure(f"{endpoint.name}: {exc}", transient=exc.transient) from exc
         lines = result.output.strip().splitlines()
         if result.exit_code != 0:
+            # the server refusing the statement is permanent (as psycopg's non-operational errors
+            # are for the real adapter); anything else is the connection, so transient
+            refused = bool(lines) and lines[-1].startswith("ERROR:")
             raise RuntimeFailure(f"{endpoint.name}: {lines[-1] if lines else f'exit {result.exit_code}'}",
-                                 transient=True)
-        try:
-            return parse_status(json.loads(lines[-1]))
-        except (ValueError, KeyError, IndexError) as exc:
-            raise RuntimeFailure(f"unexpected status output: {exc}") from exc
+                                 transient=not refused)
+        return result.output.strip()
 
     # -- simulation ----------------------------------------------------------------------------
 

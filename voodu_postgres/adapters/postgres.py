@@ -24,11 +24,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voodu_postgres.adapters.docker import RuntimeFailure
-from voodu_postgres.domain.model import PendingSetting, PgStatus, Replica
+from voodu_postgres.domain.model import PendingSetting, PgStatus, Replica, lsn_value
 
 #: seconds to establish a connection, and for one query to answer
 CONNECT_TIMEOUT_S = 5
 QUERY_TIMEOUT_S = 5.0
+#: seconds ``pg_promote`` may wait for the promotion to finish (its own default)
+PROMOTE_WAIT_S = 60
+#: seconds a CHECKPOINT may take on a busy server
+CHECKPOINT_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,25 @@ class Postgres(Protocol):
     when the pod did not answer), never a client library's exception."""
 
     def status(self, endpoint: Endpoint) -> PgStatus: ...
+
+    def in_recovery(self, endpoint: Endpoint) -> bool: ...
+
+    def current_lsn(self, endpoint: Endpoint) -> int:
+        """A primary's ``pg_current_wal_lsn()`` as a byte position."""
+        ...
+
+    def received_lsn(self, endpoint: Endpoint) -> int | None:
+        """A standby's ``pg_last_wal_receive_lsn()`` (None: nothing received, or not in recovery)."""
+        ...
+
+    def promote(self, endpoint: Endpoint, *, wait_s: int = PROMOTE_WAIT_S) -> bool:
+        """``pg_promote(true, wait_s)``: True once the server left recovery."""
+        ...
+
+    def reload(self, endpoint: Endpoint) -> None: ...
+
+    def checkpoint(self, endpoint: Endpoint) -> None: ...
+
 
 
 # pg_current_wal_lsn() raises during recovery, so primary-only parts sit behind CASE.
@@ -128,6 +151,26 @@ class PsycopgPostgres:
         except (ValueError, KeyError, TypeError, IndexError) as exc:
             raise RuntimeFailure(f"unexpected status output: {exc}") from exc
 
+    def in_recovery(self, endpoint: Endpoint) -> bool:
+        return bool(self._query_one(endpoint, "SELECT pg_is_in_recovery()")[0])
+
+    def current_lsn(self, endpoint: Endpoint) -> int:
+        return _lsn(endpoint, self._query_one(endpoint, "SELECT pg_current_wal_lsn()::text")[0])
+
+    def received_lsn(self, endpoint: Endpoint) -> int | None:
+        value = self._query_one(endpoint, "SELECT pg_last_wal_receive_lsn()::text")[0]
+        return None if value is None else _lsn(endpoint, value)
+
+    def promote(self, endpoint: Endpoint, *, wait_s: int = PROMOTE_WAIT_S) -> bool:
+        row = self._query_one(endpoint, f"SELECT pg_promote(true, {int(wait_s)})", timeout=wait_s + 5.0)
+        return bool(row[0])
+
+    def reload(self, endpoint: Endpoint) -> None:
+        self._query_one(endpoint, "SELECT pg_reload_conf()")
+
+    def checkpoint(self, endpoint: Endpoint) -> None:
+        self._run(endpoint, "CHECKPOINT", timeout=CHECKPOINT_TIMEOUT_S)
+
     def close(self) -> None:
         with self._lock:
             conns, self._conns = list(self._conns.values()), {}
@@ -136,21 +179,27 @@ class PsycopgPostgres:
 
     # -- connections -------------------------------------------------------------------------
 
-    def _query_one(self, endpoint: Endpoint, sql: str) -> tuple[Any, ...]:
+    def _query_one(self, endpoint: Endpoint, sql: str, *, timeout: float | None = None) -> tuple[Any, ...]:
+        row = self._run(endpoint, sql, timeout=timeout, fetch=True)
+        if row is None:
+            raise RuntimeFailure(f"{endpoint.name}: the query returned no row")
+        return row
+
+    def _run(self, endpoint: Endpoint, sql: str, *, timeout: float | None = None,
+             fetch: bool = False) -> tuple[Any, ...] | None:
         key = (endpoint.host, endpoint.port, endpoint.user, endpoint.database)
         with self._lock:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
             conn = self._connection(key, endpoint)
             try:
-                with _deadline(conn, self.query_timeout):
-                    row = conn.execute(sql).fetchone()
+                with _deadline(conn, timeout or self.query_timeout):
+                    cursor = conn.execute(sql)
+                    row = cursor.fetchone() if fetch else None
             except Exception as exc:
                 self._drop(key)
                 raise _failure(endpoint, exc) from exc
-        if row is None:
-            raise RuntimeFailure(f"{endpoint.name}: the query returned no row")
-        return tuple(row)
+        return tuple(row) if row is not None else None
 
     def _connection(self, key: tuple[str, int, str, str], endpoint: Endpoint) -> Any:
         with self._lock:
@@ -184,6 +233,13 @@ class PsycopgPostgres:
             conn = self._conns.pop(key, None)
         if conn is not None:
             _quietly_close(conn)
+
+
+def _lsn(endpoint: Endpoint, text: str) -> int:
+    value = lsn_value(text)
+    if value is None:
+        raise RuntimeFailure(f"{endpoint.name}: not an LSN: {text!r}")
+    return value
 
 
 def _failure(endpoint: Endpoint, exc: Exception) -> RuntimeFailure:

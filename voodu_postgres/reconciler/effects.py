@@ -25,7 +25,7 @@ from voodu_postgres.domain.keys import (
 from voodu_postgres.domain.model import STOPPED_STATES, Desired
 from voodu_postgres.domain.naming import PGDATA
 from voodu_postgres.domain.podspec import STATE_MOUNT
-from voodu_postgres.reconciler.observe import run_sql
+from voodu_postgres.reconciler.observe import pod_endpoint, run_sql
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 STOP_TIMEOUT = 60
@@ -113,11 +113,15 @@ def received_positions(runtime: Runtime, desired: Desired, ordinals: list[int]) 
     out: dict[int, int | None] = {}
     for ordinal in ordinals:
         try:
-            text = sql(runtime, desired, ordinal, "SELECT pg_last_wal_receive_lsn()")
-            out[ordinal] = lsn(text) if text else None
-        except (RuntimeFailure, ValueError):
+            out[ordinal] = runtime.postgres().received_lsn(pod_endpoint(runtime, desired, ordinal))
+        except RuntimeFailure:
             out[ordinal] = None
     return out
+
+
+def current_position(runtime: Runtime, desired: Desired, ordinal: int) -> int:
+    """A primary's ``pg_current_wal_lsn()``."""
+    return runtime.postgres().current_lsn(pod_endpoint(runtime, desired, ordinal))
 
 
 def lsn(text: str) -> int:
@@ -127,14 +131,13 @@ def lsn(text: str) -> int:
 
 def promote_pod(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: float = 30) -> str:
     """``pg_promote()`` and wait until it accepts writes; the function must return ``t``."""
-    name = desired.app_name(ordinal)
-    if sql(runtime, desired, ordinal, "SELECT pg_is_in_recovery()") == "f":
+    name, pg = desired.app_name(ordinal), runtime.postgres()
+    endpoint = pod_endpoint(runtime, desired, ordinal)
+    if not pg.in_recovery(endpoint):
         return f"{name} already accepts writes"
-    out = sql(runtime, desired, ordinal, "SELECT pg_promote(true, 60)")
-    if out.splitlines()[-1].strip() != "t":
-        raise RuntimeFailure(f"pg_promote() on {name} returned {out!r}")
-    waited = wait_until(lambda: sql(runtime, desired, ordinal, "SELECT pg_is_in_recovery()") == "f", timeout,
-                        f"{name} to leave recovery")
+    if not pg.promote(endpoint):
+        raise RuntimeFailure(f"pg_promote() on {name} returned false: not promoted within its wait")
+    waited = wait_until(lambda: not pg.in_recovery(endpoint), timeout, f"{name} to leave recovery")
     return f"promoted {name}: accepting writes after {waited:.2f}s"
 
 
@@ -145,7 +148,7 @@ def repoint(runtime: Runtime, desired: Desired, ordinal: int) -> str:
     if result.exit_code != 0:
         last = (result.output.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
         raise RuntimeFailure(f"{name}: could not rewrite primary_conninfo: {last}")
-    sql(runtime, desired, ordinal, "SELECT pg_reload_conf()")
+    runtime.postgres().reload(pod_endpoint(runtime, desired, ordinal))
     return f"re-pointed {name} at {desired.app_name(desired.target_primary)} (reload, no restart)"
 
 
@@ -185,7 +188,7 @@ def rejoin_pod(runtime: Runtime, desired: Desired, ordinal: int, *, replication_
     if state in ("running", "restarting"):
         runtime.stop_container(container, timeout=STOP_TIMEOUT)
         progress(f"stopped {name}")
-    sql(runtime, desired, primary, "CHECKPOINT")
+    runtime.postgres().checkpoint(pod_endpoint(runtime, desired, primary))
     # The replication password travels in a 0600 file on the state mount the one-shot inherits,
     # read by its root shell into pg_rewind's own environment: never the container's env or argv
     # (both are in `docker inspect`)

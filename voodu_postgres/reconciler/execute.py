@@ -166,7 +166,7 @@ def _fence_planned(desired: Desired, runtime: Runtime, records: Records, ordinal
     unclean stop gives no such promise: the switchover is dropped and the old primary restarts."""
     name, request = desired.app_name(ordinal), desired.switchover_request
     assert request is not None
-    final = repair.lsn(repair.sql(runtime, desired, ordinal, "SELECT pg_current_wal_lsn()"))
+    final = repair.current_position(runtime, desired, ordinal)
     request = replace(request, final_lsn=final, fenced_at=None)
     records.write({SWITCHOVER_REQUEST_KEY: request.to_json()})  # before the stop: promote waits for it
     code = repair.fence(runtime, desired, ordinal)

@@ -61,6 +61,14 @@ def endpoint_of(info: ContainerInfo, desired: Desired) -> Endpoint:
                     database=info.identity.get("POSTGRES_DB") or desired.database, passwords=desired.passwords)
 
 
+def pod_endpoint(runtime: Runtime, desired: Desired, ordinal: int) -> Endpoint:
+    """Where an effect reaches pod ``ordinal``'s Postgres: the host port its engine publishes for
+    the spec's port, as the spec's user and database, named ``db-N`` in messages."""
+    container = desired.ref.container(ordinal)
+    return Endpoint(name=desired.app_name(ordinal), host="127.0.0.1", port=runtime.host_port(container, desired.port),
+                    user=desired.user, database=desired.database, passwords=desired.passwords)
+
+
 def query_pg(runtime: Runtime, info: ContainerInfo, desired: Desired) -> tuple[PgStatus | None, str | None]:
     """A running pod's status, or why it could not be read (never raises for one bad pod)."""
     try:

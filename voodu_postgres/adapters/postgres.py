@@ -242,11 +242,21 @@ def _lsn(endpoint: Endpoint, text: str) -> int:
     return value
 
 
+#: SQLSTATE classes worth another try: connection exception, insufficient resources, operator
+#: intervention (shutdown, "cannot connect now"), system error
+_TRANSIENT_CLASSES = frozenset({"08", "53", "57", "58"})
+
+
 def _failure(endpoint: Endpoint, exc: Exception) -> RuntimeFailure:
     """One line naming the pod; transient unless the server refused the statement itself."""
     import psycopg
 
-    transient = isinstance(exc, psycopg.OperationalError | TimeoutError | OSError)
+    # a lost or refused connection, a server shutting down or out of resources may answer next
+    # time; a statement the server refused (e.g. pg_promote on a primary: SQLSTATE 55000, which
+    # psycopg also files under OperationalError) will not
+    sqlstate = getattr(exc, "sqlstate", None)
+    transient = isinstance(exc, TimeoutError | OSError) or (
+        isinstance(exc, psycopg.OperationalError) and (sqlstate is None or sqlstate[:2] in _TRANSIENT_CLASSES))
     text = _one_line(exc)
     for secret in endpoint.passwords:  # a driver message must never carry the password
         if secret:

@@ -22,7 +22,6 @@ from typing import Any
 
 from voodu_postgres.commands.base import Env, ExitStatus
 from voodu_postgres.commands.files import read_files
-from voodu_postgres.commands.info import format_info, info_snapshot
 from voodu_postgres.commands.local import LocalMode, Recorded
 from voodu_postgres.commands.mode import refreshed_consumers
 from voodu_postgres.domain.errors import CommandError, UsageError
@@ -246,6 +245,9 @@ def _watch(args: argparse.Namespace, mode: LocalMode) -> None:
 
 
 def cmd_info(args: argparse.Namespace, mode: LocalMode) -> int:
+    # imported here: the info renderer (rich tables, cron, backup listing) costs a no-op apply ~45 ms
+    from voodu_postgres.commands.info import format_info, info_snapshot
+
     snap = info_snapshot(mode.load(args.ref, observe=True))
     if args.output == "json":
         mode.env.say(json.dumps(snap, indent=2))

@@ -227,6 +227,8 @@ def main() -> int:
             for net in runtime.client.networks.list(names=[network]):
                 if net.name == network:
                     net.remove()
+    if args.probe_only:
+        return 0
     print("\nkill → first acknowledged write on the new primary")
     for name, values in results.items():
         print(f"  {name:<28} {stats(values)}")

@@ -113,6 +113,33 @@ def test_promoting_a_primary_is_refused_permanently_in_one_line(port: tuple[Post
     assert endpoint.name in str(err.value)
 
 
+def test_alter_system_then_reload_applies_and_reports_no_errors(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    pg.alter_system(endpoint, "work_mem", "8MB")
+    pg.reload(endpoint)
+    assert pg.config_errors(endpoint) == []
+    pg.alter_system(endpoint, "work_mem", None)  # RESET: back as it was
+    pg.reload(endpoint)
+    assert pg.config_errors(endpoint) == []
+    with pytest.raises(ValueError):
+        pg.alter_system(endpoint, "work_mem; DROP TABLE x", "1MB")  # a name is never spliced in raw
+
+
+def test_a_role_s_verifier_reads_back_as_written(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    verifier = pg.role_verifier(endpoint, endpoint.user)
+    assert verifier.startswith("SCRAM-SHA-256$4096:")
+    pg.set_role_verifier(endpoint, endpoint.user, verifier)  # the same one: logins keep working
+    assert pg.role_verifier(endpoint, endpoint.user) == verifier
+    assert pg.role_verifier(endpoint, "no such role") == ""
+
+
+def test_server_version_and_database_size(port: tuple[Postgres, Endpoint]) -> None:
+    pg, endpoint = port
+    assert pg.server_version_num(endpoint) // 10000 == 15  # the local image
+    assert pg.database_size(endpoint) > 1024 * 1024
+
+
 # -- only a real server can show these ---------------------------------------------------------
 
 def test_a_wrong_password_fails_without_echoing_it(server: Any) -> None:

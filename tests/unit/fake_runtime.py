@@ -51,7 +51,15 @@ from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
-from voodu_postgres.adapters.postgres import STATUS_SQL, Endpoint, parse_status
+from voodu_postgres.adapters.postgres import (
+    CONFIG_ERRORS_SQL,
+    STATUS_SQL,
+    Endpoint,
+    alter_system_sql,
+    parse_status,
+    role_verifier_sql,
+    set_role_verifier_sql,
+)
 from voodu_postgres.adapters.store import SqliteStore
 from voodu_postgres.domain.model import Desired, Observed, PgStatus, lsn_value
 from voodu_postgres.domain.naming import DATA_MOUNT, Ref
@@ -640,6 +648,24 @@ class FakeRuntime:
     def checkpoint(self, endpoint: Endpoint) -> None:
         self._over_tcp(endpoint, "CHECKPOINT")
 
+    def alter_system(self, endpoint: Endpoint, setting: str, value: str | None) -> None:
+        self._over_tcp(endpoint, alter_system_sql(setting, value))
+
+    def config_errors(self, endpoint: Endpoint) -> list[str]:
+        return [part for part in self._over_tcp(endpoint, CONFIG_ERRORS_SQL).split("; ") if part]
+
+    def role_verifier(self, endpoint: Endpoint, role: str) -> str:
+        return self._over_tcp(endpoint, role_verifier_sql(role))
+
+    def set_role_verifier(self, endpoint: Endpoint, role: str, verifier: str) -> None:
+        self._over_tcp(endpoint, set_role_verifier_sql(role, verifier))
+
+    def server_version_num(self, endpoint: Endpoint) -> int:
+        return int(self._over_tcp(endpoint, "SHOW server_version_num"))
+
+    def database_size(self, endpoint: Endpoint) -> int:
+        return int(self._over_tcp(endpoint, "SELECT pg_database_size(current_database())"))
+
     def _over_tcp(self, endpoint: Endpoint, sql: str) -> str:
         """One statement over "TCP": the container publishing ``endpoint.port`` (refused when none
         does), run through the pod's simulated psql — so faults injected on a pod's exec reach it
@@ -1020,6 +1046,11 @@ class FakeRuntime:
             return error("recovery is in progress") if recovery else ok(fmt_lsn(vol.lsn))
         if text == "CHECKPOINT":
             return ok()
+        if text == "SHOW server_version_num":
+            major = c.pod.image.rpartition(":")[2]
+            return ok(f"{int(major) if major.isdigit() else 15}0005")
+        if text == "SELECT pg_database_size(current_database())":
+            return ok(str(7 * 1024 * 1024 + vol.lsn))  # an empty database's ~7 MiB, growing with the WAL written
         if text == "SELECT 1":
             return ok("1")
         if match := re.fullmatch(r"SELECT coalesce\(rolpassword, ''\) FROM pg_authid WHERE rolname = '(.*)'", text):

@@ -17,7 +17,7 @@ import pytest
 
 from tests.fake_controller import FakeController
 from tests.fake_controller import dispatch as plugin_dispatch
-from voodu_postgres.adapters.docker import ContainerInfo, ExecResult, RuntimeFailure
+from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
 from voodu_postgres.commands import plugin as plugin_mod
 from voodu_postgres.domain import backups as bm
 from voodu_postgres.domain.naming import Ref
@@ -58,10 +58,16 @@ class FakeDocker:
         self.removed.append(name)
         self.containers.pop(name, None)
 
-    def exec(self, name: str, argv: list[str], **_kw: Any) -> ExecResult:
+    def host_port(self, name: str, container_port: int) -> int:
+        assert self.pods.get(name) == "running", name
+        return 40000 + int(name.rpartition(".")[2])
+
+    def postgres(self) -> FakeDocker:
+        return self
+
+    def server_version_num(self, endpoint: Any) -> int:
         """Only what a restore asks before it touches anything: the server's version."""
-        assert any("server_version_num" in arg for arg in argv), argv
-        return ExecResult(0, "150005\n")
+        return 150005
 
     def stop_container(self, name: str, *, timeout: int = 30) -> int:  # pragma: no cover - plugin never stops
         raise AssertionError("under Voodu the controller stops a capture (delete_manifest), not the plugin")

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.domain.model import PendingSetting, PgStatus, Replica, lsn_value
+from voodu_postgres.domain.sql import ident, literal
 
 #: seconds to establish a connection, and for one query to answer
 CONNECT_TIMEOUT_S = 5
@@ -72,6 +73,27 @@ class Postgres(Protocol):
 
     def checkpoint(self, endpoint: Endpoint) -> None: ...
 
+    def alter_system(self, endpoint: Endpoint, setting: str, value: str | None) -> None:
+        """``ALTER SYSTEM SET setting = value`` (``RESET`` when None), in postgresql.auto.conf."""
+        ...
+
+    def config_errors(self, endpoint: Endpoint) -> list[str]:
+        """The configuration lines the server refused (``name: error``), after a reload; a valid
+        change to a restart-only setting is not one."""
+        ...
+
+    def role_verifier(self, endpoint: Endpoint, role: str) -> str:
+        """The role's stored password verifier ("" when it has none)."""
+        ...
+
+    def set_role_verifier(self, endpoint: Endpoint, role: str, verifier: str) -> None: ...
+
+    def server_version_num(self, endpoint: Endpoint) -> int: ...
+
+    def database_size(self, endpoint: Endpoint) -> int:
+        """``pg_database_size`` of the endpoint's database, in bytes."""
+        ...
+
 
 
 # pg_current_wal_lsn() raises during recovery, so primary-only parts sit behind CASE.
@@ -106,6 +128,36 @@ SELECT json_build_object(
       FROM pg_stat_replication) END
 )::text
 """
+
+
+# Rows of pg_file_settings that Postgres refused. A valid change to a restart-only parameter also
+# shows "setting could not be applied", so those (pending_restart) are not errors.
+CONFIG_ERRORS_SQL = (
+    "SELECT coalesce(string_agg(coalesce(f.name, '?') || ': ' || f.error, '; '), '') "
+    "FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name "
+    "WHERE f.error IS NOT NULL AND NOT coalesce(s.pending_restart, false)"
+)
+
+
+def alter_system_sql(setting: str, value: str | None) -> str:
+    if value is None:
+        return f"ALTER SYSTEM RESET {ident_plain(setting)}"
+    return f"ALTER SYSTEM SET {ident_plain(setting)} = {literal(value)}"
+
+
+def role_verifier_sql(role: str) -> str:
+    return f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {literal(role)}"
+
+
+def set_role_verifier_sql(role: str, verifier: str) -> str:
+    return f"ALTER ROLE {ident(role)} PASSWORD {literal(verifier)}"
+
+
+def ident_plain(setting: str) -> str:
+    """A configuration parameter's name, which ALTER SYSTEM takes bare: letters, digits, ``_``, ``.``."""
+    if not setting or not all(ch.isascii() and (ch.isalnum() or ch in "_.") for ch in setting):
+        raise ValueError(f"not a configuration parameter name: {setting!r}")
+    return setting
 
 
 def parse_status(data: dict[str, Any]) -> PgStatus:
@@ -170,6 +222,26 @@ class PsycopgPostgres:
 
     def checkpoint(self, endpoint: Endpoint) -> None:
         self._run(endpoint, "CHECKPOINT", timeout=CHECKPOINT_TIMEOUT_S)
+
+    def alter_system(self, endpoint: Endpoint, setting: str, value: str | None) -> None:
+        # ALTER SYSTEM refuses a transaction block: the connection is in autocommit
+        self._run(endpoint, alter_system_sql(setting, value))
+
+    def config_errors(self, endpoint: Endpoint) -> list[str]:
+        text = self._query_one(endpoint, CONFIG_ERRORS_SQL)[0] or ""
+        return [part for part in text.split("; ") if part]
+
+    def role_verifier(self, endpoint: Endpoint, role: str) -> str:
+        return str(self._query_one(endpoint, role_verifier_sql(role))[0] or "")
+
+    def set_role_verifier(self, endpoint: Endpoint, role: str, verifier: str) -> None:
+        self._run(endpoint, set_role_verifier_sql(role, verifier))
+
+    def server_version_num(self, endpoint: Endpoint) -> int:
+        return int(self._query_one(endpoint, "SHOW server_version_num")[0])
+
+    def database_size(self, endpoint: Endpoint) -> int:
+        return int(self._query_one(endpoint, "SELECT pg_database_size(current_database())")[0])
 
     def close(self) -> None:
         with self._lock:

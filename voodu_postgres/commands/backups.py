@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from voodu_postgres.adapters.docker import ContainerInfo, RuntimeFailure
 from voodu_postgres.adapters.files import download
+from voodu_postgres.adapters.postgres import Endpoint
 from voodu_postgres.commands.base import ExitStatus, Result
 from voodu_postgres.commands.facts import Facts
 from voodu_postgres.commands.local import LocalMode, parse_cli_ref
@@ -42,7 +43,7 @@ from voodu_postgres.domain.errors import CommandError, UsageError
 from voodu_postgres.domain.keys import SCHEDULE_KEY
 from voodu_postgres.domain.naming import DEFAULT_NETWORK, Ref
 from voodu_postgres.reconciler import backups as fx
-from voodu_postgres.reconciler.observe import run_sql
+from voodu_postgres.reconciler.observe import container_endpoint
 from voodu_postgres.states.backup import BackupMove, BackupView
 
 CLI = "voodu-postgres "
@@ -531,13 +532,16 @@ def start(c: Cluster, source: int, flags: RetentionPolicy) -> tuple[int, str, st
 
 
 def _estimate(c: Cluster, source: int) -> int:
-    spec = c.facts.spec
     try:
-        raw = run_sql(c.runtime, c.ref.container(source), port=spec.port, user=spec.user, database=spec.database,
-                      sql="SELECT pg_database_size(current_database())")
-        return int(raw) // 2
+        return c.runtime.postgres().database_size(_endpoint(c, c.ref.container(source))) // 2
     except (RuntimeFailure, ValueError):
         return 0
+
+
+def _endpoint(c: Cluster, container: str) -> Endpoint:
+    spec = c.facts.spec
+    return container_endpoint(c.runtime, container, name=container, port=spec.port, user=spec.user,
+                              database=spec.database, passwords=(c.facts.password,))
 
 
 def _follow(c: Cluster, name: str, filename: str, started: datetime, estimate: int, *, quiet: bool) -> int:
@@ -806,8 +810,7 @@ def _restore(c: Cluster, row: BackupRow, primary: str, *, quiet: bool) -> tuple[
     if c.runtime.container_state(primary) != "running":
         raise CommandError(f"container {primary} is not running (need a live primary to restore into)")
     try:
-        target = fx.server_version_num(c.runtime, primary, port=spec.port, user=spec.user,
-                                       database=spec.database) // 10000
+        target = c.runtime.postgres().server_version_num(_endpoint(c, primary)) // 10000
     except (RuntimeFailure, ValueError) as exc:
         raise CommandError(f"cannot read the server version of {primary}: {exc}") from exc
     view = _view(c, row, target)

@@ -15,31 +15,22 @@ from pathlib import Path
 from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import write_secret
 from voodu_postgres.domain.model import Desired
-from voodu_postgres.domain.sql import ident, literal
-from voodu_postgres.reconciler.observe import run_sql
+from voodu_postgres.reconciler.observe import pod_endpoint
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 REPLICATION_PASSWORD_FILE = "replication_password"
 
 
-def _sql(runtime: Runtime, desired: Desired, ordinal: int, sql: str) -> str:
-    try:
-        return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
-                       database=desired.database, sql=sql)
-    except RuntimeFailure as exc:
-        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
-
-
 def role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str) -> str:
     """The role's stored password verifier on pod ``ordinal`` ("" when it has none)."""
-    return _sql(runtime, desired, ordinal,
-                f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {literal(role)}")
+    return runtime.postgres().role_verifier(pod_endpoint(runtime, desired, ordinal), role)
 
 
 def set_role_verifier(runtime: Runtime, desired: Desired, ordinal: int, role: str, verifier: str) -> None:
     """``ALTER ROLE … PASSWORD '<SCRAM verifier>'`` on the primary: existing sessions are not
-    affected; new logins need the new password."""
-    _sql(runtime, desired, ordinal, f"ALTER ROLE {ident(role)} PASSWORD {literal(verifier)}")
+    affected; new logins need the new password (the superuser's connection falls back to the next
+    password while a rotation is in flight)."""
+    runtime.postgres().set_role_verifier(pod_endpoint(runtime, desired, ordinal), role, verifier)
 
 
 def write_replication_password(state_dir: Path, password: str) -> None:
@@ -55,4 +46,4 @@ def repoint_with_password(runtime: Runtime, desired: Desired, ordinal: int, pass
     if result.exit_code != 0:
         last = (result.output.strip().splitlines() or [f"exit {result.exit_code}"])[-1]
         raise RuntimeFailure(f"{desired.app_name(ordinal)}: could not rewrite primary_conninfo: {last}")
-    _sql(runtime, desired, ordinal, "SELECT pg_reload_conf()")
+    runtime.postgres().reload(pod_endpoint(runtime, desired, ordinal))

@@ -13,22 +13,23 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_after_delay, wait_exponential
 
 from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import write_assets
+from voodu_postgres.adapters.postgres import Endpoint, Postgres
 from voodu_postgres.domain.intents import PLANNED_WAL_WAIT, SwitchoverRequest, clear_switchover
 from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, SWITCHOVER_KEY, SWITCHOVER_REQUEST_KEY
 from voodu_postgres.domain.model import CLUSTER_KINDS, Desired, Outcome, Plan, Step, StepKind, lsn_text
 from voodu_postgres.domain.podspec import PodSpec
-from voodu_postgres.domain.sql import literal
 from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.desired import OVERRIDES_KEY, last_failover
-from voodu_postgres.reconciler.observe import psql_argv, run_sql
+from voodu_postgres.reconciler.observe import pod_endpoint
 from voodu_postgres.reconciler.plan.failover import best_standby
 
+_T = TypeVar("_T")
 STOP_TIMEOUT_S = 30  # docker stop grace: SIGINT = fast shutdown, normally well under a second
 
 
@@ -342,27 +343,10 @@ def _run(step: Step, desired: Desired, runtime: Runtime, assets_dir: Path, reloa
 
 def set_sync_names(runtime: Runtime, desired: Desired, ordinal: int) -> str:
     """Set (or reset) ``synchronous_standby_names`` on a primary, in postgresql.auto.conf."""
-    target = desired.ref.container(ordinal)
-    if desired.sync_names:
-        statement = f"ALTER SYSTEM SET synchronous_standby_names = {literal(desired.sync_names)}"
-    else:
-        statement = "ALTER SYSTEM RESET synchronous_standby_names"
-    # ALTER SYSTEM refuses to run inside a transaction block: two separate psql calls
-    for sql in (statement, "SELECT pg_reload_conf()"):
-        try:
-            run_sql(runtime, target, port=desired.port, user=desired.user, database=desired.database, sql=sql)
-        except RuntimeFailure as exc:
-            raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
+    pg, endpoint = runtime.postgres(), pod_endpoint(runtime, desired, ordinal)
+    pg.alter_system(endpoint, "synchronous_standby_names", desired.sync_names or None)
+    pg.reload(endpoint)
     return f"synchronous_standby_names = {desired.sync_names or '(unset)'}"
-
-
-# Rows of pg_file_settings that Postgres refused. A valid change to a restart-only parameter also
-# shows "setting could not be applied", so those (pending_restart) are not errors.
-_CONFIG_ERRORS_SQL = (
-    "SELECT coalesce(string_agg(coalesce(f.name, '?') || ': ' || f.error, '; '), '') "
-    "FROM pg_file_settings f LEFT JOIN pg_settings s ON s.name = f.name "
-    "WHERE f.error IS NOT NULL AND NOT coalesce(s.pending_restart, false)"
-)
 
 
 def _reload_config(desired: Desired, runtime: Runtime, assets_dir: Path, previous: str | None) -> str:
@@ -387,19 +371,19 @@ def _reload_config(desired: Desired, runtime: Runtime, assets_dir: Path, previou
         verified = False
         for pod in running:
             name = desired.app_name(pod.ordinal)
-            problem = _psql(runtime, desired, pod, "SELECT pg_reload_conf()")[1]
+            problem = _try(runtime, desired, pod, lambda pg, ep: pg.reload(ep))[1]
             if problem is not None:
                 not_reloaded.append(f"{name} ({problem})")
                 continue
             reloaded.append(pod)
             if verified:
                 continue
-            errors, problem = _psql(runtime, desired, pod, _CONFIG_ERRORS_SQL)
+            errors, problem = _try(runtime, desired, pod, lambda pg, ep: pg.config_errors(ep))
             if problem is not None:
                 unchecked.append(f"{name} (pg_file_settings: {problem})")
                 continue
             if errors:
-                raise RuntimeFailure(f"pg_config rejected by Postgres ({errors}); previous settings kept")
+                raise RuntimeFailure(f"pg_config rejected by Postgres ({'; '.join(errors)}); previous settings kept")
             verified = True
         if running and not verified:
             raise RuntimeFailure(f"could not reload pg_config on any running pod "
@@ -411,17 +395,14 @@ def _reload_config(desired: Desired, runtime: Runtime, assets_dir: Path, previou
     return f"reloaded {names}" + (f"; not reloaded: {', '.join(not_reloaded)}" if not_reloaded else "")
 
 
-def _psql(runtime: Runtime, desired: Desired, pod: PodSpec, sql: str) -> tuple[str, str | None]:
-    """Run one statement in a pod: (output, None), or ("", why it failed)."""
+def _try(runtime: Runtime, desired: Desired, pod: PodSpec,
+         call: Callable[[Postgres, Endpoint], _T]) -> tuple[_T | None, str | None]:
+    """One call on a pod's Postgres: (its result, None), or (None, why it failed)."""
+    name = desired.app_name(pod.ordinal)
     try:
-        result = runtime.exec(pod.container, psql_argv(desired.port, desired.user, desired.database, sql),
-                              env={"PGCONNECT_TIMEOUT": "5"})  # a hung server must not hang the pass
+        return call(runtime.postgres(), pod_endpoint(runtime, desired, pod.ordinal)), None
     except RuntimeFailure as exc:
-        return "", str(exc)
-    if result.exit_code != 0:
-        lines = result.output.strip().splitlines()
-        return "", lines[-1] if lines else f"psql exited {result.exit_code}"
-    return result.output.strip(), None
+        return None, str(exc).removeprefix(f"{name}: ")
 
 
 def _restore(desired: Desired, runtime: Runtime, overrides: Path, previous: str | None,
@@ -431,4 +412,4 @@ def _restore(desired: Desired, runtime: Runtime, overrides: Path, previous: str 
     an empty one: no overrides, never the rejected text."""
     overrides.write_text(previous or "", encoding="utf-8")
     for pod in reloaded:
-        _psql(runtime, desired, pod, "SELECT pg_reload_conf()")
+        _try(runtime, desired, pod, lambda pg, ep: pg.reload(ep))

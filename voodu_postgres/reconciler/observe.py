@@ -64,9 +64,16 @@ def endpoint_of(info: ContainerInfo, desired: Desired) -> Endpoint:
 def pod_endpoint(runtime: Runtime, desired: Desired, ordinal: int) -> Endpoint:
     """Where an effect reaches pod ``ordinal``'s Postgres: the host port its engine publishes for
     the spec's port, as the spec's user and database, named ``db-N`` in messages."""
-    container = desired.ref.container(ordinal)
-    return Endpoint(name=desired.app_name(ordinal), host="127.0.0.1", port=runtime.host_port(container, desired.port),
-                    user=desired.user, database=desired.database, passwords=desired.passwords)
+    return container_endpoint(runtime, desired.ref.container(ordinal), name=desired.app_name(ordinal),
+                              port=desired.port, user=desired.user, database=desired.database,
+                              passwords=desired.passwords)
+
+
+def container_endpoint(runtime: Runtime, container: str, *, name: str, port: int, user: str, database: str,
+                       passwords: tuple[str, ...]) -> Endpoint:
+    """A running container's Postgres at the loopback address its engine publishes ``port`` on."""
+    return Endpoint(name=name, host="127.0.0.1", port=runtime.host_port(container, port), user=user,
+                    database=database, passwords=passwords)
 
 
 def query_pg(runtime: Runtime, info: ContainerInfo, desired: Desired) -> tuple[PgStatus | None, str | None]:

@@ -1053,7 +1053,8 @@ class FakeRuntime:
             return ok(str(7 * 1024 * 1024 + vol.lsn))  # an empty database's ~7 MiB, growing with the WAL written
         if text == "SELECT 1":
             return ok("1")
-        if match := re.fullmatch(r"SELECT coalesce\(rolpassword, ''\) FROM pg_authid WHERE rolname = '(.*)'", text):
+        if match := re.fullmatch(r"SELECT coalesce\(\(SELECT rolpassword FROM pg_authid WHERE rolname = '(.*)'\), ''\)",
+                                 text):
             return ok(vol.roles.get(match.group(1).replace("''", "'"), ""))
         if match := re.fullmatch(r'ALTER ROLE "((?:[^"]|"")*)" PASSWORD \'(.*)\'', text):
             if recovery:

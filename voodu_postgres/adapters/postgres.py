@@ -146,7 +146,8 @@ def alter_system_sql(setting: str, value: str | None) -> str:
 
 
 def role_verifier_sql(role: str) -> str:
-    return f"SELECT coalesce(rolpassword, '') FROM pg_authid WHERE rolname = {literal(role)}"
+    # a scalar subquery: one row ("") also when the role does not exist
+    return f"SELECT coalesce((SELECT rolpassword FROM pg_authid WHERE rolname = {literal(role)}), '')"
 
 
 def set_role_verifier_sql(role: str, verifier: str) -> str:

@@ -406,13 +406,6 @@ def restore_into(runtime: Runtime, container: str, *, port: int, user: str, data
                                     "--single-transaction", "--exit-on-error", path], user="root")
 
 
-def server_version_num(runtime: Runtime, container: str, *, port: int, user: str, database: str) -> int:
-    from voodu_postgres.reconciler.observe import run_sql
-
-    return int(run_sql(runtime, container, port=port, user=user, database=database,
-                       sql="SHOW server_version_num"))
-
-
 COUNT_SQL = (f"SELECT {_row_line('n.nspname', 'c.relname')} FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
              "WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') "
              "AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1")

@@ -25,21 +25,13 @@ from voodu_postgres.domain.keys import (
 from voodu_postgres.domain.model import STOPPED_STATES, Desired
 from voodu_postgres.domain.naming import PGDATA
 from voodu_postgres.domain.podspec import STATE_MOUNT
-from voodu_postgres.reconciler.observe import pod_endpoint, run_sql
+from voodu_postgres.reconciler.observe import pod_endpoint
 from voodu_postgres.render.statefulset import WRAPPER_PATH
 
 STOP_TIMEOUT = 60
 #: pg_rewind output that means "could not talk to the source", not "cannot rewind this data"
 _NOT_A_REWIND_PROBLEM = ("could not connect", "password authentication failed", "Connection refused",
                          "could not translate host name", "timeout expired")
-
-
-def sql(runtime: Runtime, desired: Desired, ordinal: int, statement: str) -> str:
-    try:
-        return run_sql(runtime, desired.ref.container(ordinal), port=desired.port, user=desired.user,
-                       database=desired.database, sql=statement)
-    except RuntimeFailure as exc:
-        raise RuntimeFailure(f"{desired.app_name(ordinal)}: {exc}") from exc
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *, poll: float = 0.05) -> float:

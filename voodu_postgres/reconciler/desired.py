@@ -11,25 +11,18 @@ env, resources, the wrapper script — is in the hash, so a change there recreat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from voodu_postgres.domain.intents import SwitchoverRequest
 from voodu_postgres.domain.keys import (
-    LAST_FAILOVER_KEY,
     PASSWORD_KEY,
     PENDING_SUFFIX,
-    REJOIN_KEY,
-    SWITCHOVER_KEY,
-    SWITCHOVER_REQUEST_KEY,
-    ordinals,
-    primary_ordinal,
 )
 from voodu_postgres.domain.model import Desired, FailoverPolicy
 from voodu_postgres.domain.podspec import PodSpec, build_pod
+from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.render.expansion import expand
 
@@ -69,8 +62,8 @@ def derive(
                                  state_dir=str(state_dir) if state_dir is not None else None))
         for ordinal in range(spec.replicas)
     )
-    target = primary_ordinal(bucket)
-    switchover = bucket.get(SWITCHOVER_KEY, "").strip()
+    record = ClusterRecord.of(bucket)
+    target = record.primary
     return Desired(
         ref=spec.ref,
         replicas=spec.replicas,
@@ -83,34 +76,22 @@ def derive(
         overrides_sha=overrides.sha256,
         network=network,
         statefulset=statefulset,
-        switchover=int(switchover) if (switchover.isascii() and switchover.isdigit()) else None,
-        switchover_request=request if (request := SwitchoverRequest.parse(bucket.get(SWITCHOVER_REQUEST_KEY, "")))
-        is not None and str(request.to) == switchover else None,
-        rejoin=ordinals(bucket.get(REJOIN_KEY, "")) - {target},
+        switchover=record.switchover,
+        switchover_request=record.request,
+        rejoin=record.rejoin,
         sync_names=sync_standby_names(spec, target) if spec.synchronous else None,
         auto_failover=FailoverPolicy(spec.failover_timeout, spec.max_lag_on_failover) if spec.auto_failover
         else None,
         # the cooldown only counts a failover that happened (its target became the primary)
-        last_failover_at=record.get("epoch") if (record := last_failover(bucket)).get("to") == target
-        and record.get("state") == "promoted" else None,
-        failover_fencing=record.get("state") == "fencing" and record.get("from") == target,
+        last_failover_at=record.last_failover_at,
+        failover_fencing=record.failover_fencing,
         passwords=tuple(p for p in (bucket.get(PASSWORD_KEY, ""), bucket.get(PASSWORD_KEY + PENDING_SUFFIX, "")) if p),
     )
 
 
 def last_failover(bucket: Mapping[str, str]) -> dict[str, Any]:
-    """The record of the last automatic failover (``PG_LAST_FAILOVER``), or {} when there is none
-    or it cannot be read (a hand-edited bucket must not stop the reconciler)."""
-    try:
-        record = json.loads(bucket.get(LAST_FAILOVER_KEY, "") or "{}")
-    except ValueError:
-        return {}
-    if not isinstance(record, dict):
-        return {}
-    epoch = record.get("epoch")
-    if not isinstance(epoch, int | float) or isinstance(epoch, bool):
-        record.pop("epoch", None)
-    return record
+    """The record of the last automatic failover (``PG_LAST_FAILOVER``), {} when there is none."""
+    return dict(ClusterRecord.of(bucket).last_failover)
 
 
 def _own_host_port(pod: PodSpec) -> PodSpec:

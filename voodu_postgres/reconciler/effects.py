@@ -1,10 +1,10 @@
-"""The effects that move the primary or bring a former primary back — shared by the ``promote`` and
-``rejoin`` commands and by the reconciler, which runs them to finish what an interrupted command
-left (the intents it recorded in the bucket: ``PG_SWITCHOVER_TO``, ``PG_REJOIN``).
+"""The effects that move the primary or bring a former primary back: fence, the WAL positions,
+promote, re-point, rewind. The executor runs them for the steps of every switchover — a promote,
+an automatic failover, an interrupted one — and for ``rejoin``.
 
 Each function performs one step and returns a line saying what it did; none waits for the
-cluster to settle (the caller observes again). Bucket writes that record a step are returned as
-key/value maps (:func:`flip`, :func:`forget_rejoin`) so the caller writes them in one transaction.
+cluster to settle (the caller observes again). What a step records in the bucket is a patch of
+the typed cluster record (``domain.record.ClusterRecord``), written by the executor.
 """
 
 from __future__ import annotations
@@ -15,12 +15,8 @@ from pathlib import Path
 
 from voodu_postgres.adapters.docker import Runtime, RuntimeFailure
 from voodu_postgres.adapters.files import write_secret
-from voodu_postgres.domain.intents import clear_switchover
 from voodu_postgres.domain.keys import (
-    PRIMARY_ORDINAL_KEY,
-    REJOIN_KEY,
     REPLICATION_PASSWORD_KEY,
-    ordinals,
 )
 from voodu_postgres.domain.model import STOPPED_STATES, Desired
 from voodu_postgres.domain.naming import PGDATA
@@ -45,25 +41,6 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, *, poll
         if time.monotonic() - start > timeout:
             raise RuntimeFailure(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(poll)
-
-
-# -- bucket records ---------------------------------------------------------------------------
-
-
-def flip(bucket: Mapping[str, str], new: int, old: int) -> dict[str, str]:
-    """One bucket write: ``new`` is the primary, ``old`` must rejoin it, the switchover is over."""
-    rejoin = (ordinals(bucket.get(REJOIN_KEY, "")) | {old}) - {new}
-    return {PRIMARY_ORDINAL_KEY: str(new), **clear_switchover(), REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
-
-
-def mark_rejoin(bucket: Mapping[str, str], ordinal: int) -> dict[str, str]:
-    rejoin = ordinals(bucket.get(REJOIN_KEY, "")) | {ordinal}
-    return {REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
-
-
-def forget_rejoin(bucket: Mapping[str, str], ordinal: int) -> dict[str, str]:
-    rejoin = ordinals(bucket.get(REJOIN_KEY, "")) - {ordinal}
-    return {REJOIN_KEY: ",".join(map(str, sorted(rejoin)))}
 
 
 # -- pod effects ------------------------------------------------------------------------------

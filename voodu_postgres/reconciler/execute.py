@@ -24,8 +24,9 @@ from voodu_postgres.domain.intents import PLANNED_WAL_WAIT, SwitchoverRequest, c
 from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, SWITCHOVER_KEY, SWITCHOVER_REQUEST_KEY
 from voodu_postgres.domain.model import CLUSTER_KINDS, Desired, Outcome, Plan, Step, StepKind, lsn_text
 from voodu_postgres.domain.podspec import PodSpec
+from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.reconciler import effects as repair
-from voodu_postgres.reconciler.desired import OVERRIDES_KEY, last_failover
+from voodu_postgres.reconciler.desired import OVERRIDES_KEY
 from voodu_postgres.reconciler.observe import pod_endpoint
 from voodu_postgres.reconciler.plan.failover import best_standby
 
@@ -121,12 +122,11 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
         note = _check_target(desired, runtime, records, ordinal)
         return repair.promote_pod(runtime, desired, ordinal) + note
     if step.kind is StepKind.RECORD_PRIMARY:
-        records.write(repair.flip(records.read(), ordinal, desired.target_primary))
+        records.write(ClusterRecord.of(records.read()).flip(ordinal))
         return f"recorded {name} as the primary; {desired.app_name(desired.target_primary)} will rejoin it"
     if step.kind is StepKind.CLEAR_SWITCHOVER:
         # an automatic failover that never got past its fence did not happen: no record of it
-        fencing = last_failover(records.read()).get("state") == "fencing"
-        records.write({**clear_switchover(), **({LAST_FAILOVER_KEY: ""} if fencing else {})})
+        records.write(ClusterRecord.of(records.read()).drop_switchover())
         refused = step.data.get("refused")
         return f"dropped the switchover to {name}: {refused}" if refused else \
             f"dropped the unfinished switchover to {name}"
@@ -148,12 +148,12 @@ def _repair(step: Step, desired: Desired, runtime: Runtime, records: Records | N
         fenced = repair.fence_failing(runtime, desired, desired.target_primary)
         return f"{step.reason} — {fenced}; recorded the failover to {name} (it is promoted next)"
     if step.kind is StepKind.REJOIN:
-        records.write(repair.mark_rejoin(records.read(), ordinal))
+        records.write(ClusterRecord.of(records.read()).mark_rejoin(ordinal))
         return repair.rejoin_pod(runtime, desired, ordinal, replication_user=records.replication_user,
                                  bucket=records.read(), extra_labels=records.extra_labels,
                                  progress=records.progress)
     if step.kind is StepKind.CLEAR_REJOIN:
-        records.write(repair.forget_rejoin(records.read(), ordinal))
+        records.write(ClusterRecord.of(records.read()).forget_rejoin(ordinal))
         return f"{name} rejoined: streaming from {desired.app_name(desired.target_primary)}"
     if step.kind is StepKind.REPOINT:
         return repair.repoint(runtime, desired, ordinal)
@@ -200,7 +200,7 @@ def _check_target(desired: Desired, runtime: Runtime, records: Records, target: 
         waited = _planned_wal(desired, records, request, answering[target])
         if waited is not None:
             return waited
-    record = last_failover(records.read())
+    record = ClusterRecord.of(records.read()).last_failover
     automatic = record.get("state") == "fencing" and record.get("from") == P
     manual = request is not None and not request.planned
     accept_loss = manual and request is not None and request.accept_loss

@@ -39,13 +39,13 @@ from dataclasses import dataclass, replace
 
 from voodu_postgres.adapters.files import write_state
 from voodu_postgres.domain.errors import VooduError
-from voodu_postgres.domain.intents import DEFAULT_MAX_LAG, SwitchoverRequest, record_switchover
+from voodu_postgres.domain.intents import DEFAULT_MAX_LAG, SwitchoverRequest
 from voodu_postgres.domain.keys import PRIMARY_ORDINAL_KEY
 from voodu_postgres.domain.model import Desired, Observed, Plan, PodStatus, Step, StepKind
 from voodu_postgres.domain.naming import Ref
+from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.domain.spec import PostgresSpec
-from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
 from voodu_postgres.reconciler.execute import Records, execute
 from voodu_postgres.reconciler.loop import Context, ConvergeTimeout, Report, reconcile
@@ -135,7 +135,7 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
     request = _request(cluster, target, force=force, yes=yes, max_lag=max_lag, progress=progress)
     # the request, before anything moves: from here on the engine performs it, and any later
     # reconcile finishes it if this command dies
-    _record(spec, ctx, record_switchover(request))
+    _record(spec, ctx, ClusterRecord.ask_switchover(request))
     report = _drive(spec, ctx, progress, hold=frozenset({old}) if no_restart else frozenset())
     after = load_cluster(spec, ctx)
     if after.desired.target_primary != target:
@@ -253,7 +253,7 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
     if not pod.exists:
         raise FailoverError(f"{container} does not exist; `voodu-postgres reconcile {ref}` recreates it")
     # the intent first: killed from here on, reconcile finishes the rejoin
-    _record(spec, ctx, repair.mark_rejoin(ctx.store.resolve(spec.scope, spec.name), ordinal))
+    _record(spec, ctx, ClusterRecord.of(ctx.store.resolve(spec.scope, spec.name)).mark_rejoin(ordinal))
     steps.append(Step(StepKind.REJOIN, ordinal, f"rewind {name} onto {d.app_name(primary)}", moves=(move,)))
     # the same executor (and machine) as every reconcile pass; the engine then finishes the rejoin
     # (the pod streams: the intent is forgotten)

@@ -149,6 +149,25 @@ def test_timeout_names_the_stuck_pod_with_its_log_tail(h: Harness) -> None:
     assert tail.rstrip().endswith("exceeded available memory")
     assert "  FATAL:  could not map anonymous shared memory" in tail
     assert 20 <= sum(h.clock.slept) <= 21
+    # the start succeeded, yet the pod never reached what the machine moved it to
+    assert "⚠ db-2: the pod machine expected bootstrapping or standby after start; observed down" in h.lines
+
+
+MACHINE_SURPRISE = "the pod machine expected"
+
+
+def test_what_the_machine_moves_a_pod_to_is_what_the_next_pass_observes(h: Harness) -> None:
+    """Cold start, a pg_config roll, scale-down, a planned promote and a rejoin: after every step
+    the next observation shows the role its machine move led to (or where the pod then settled by
+    itself), so no pass reports a surprise."""
+    converge(h, replicas=3)
+    converge(h, replicas=3, pg_config={"shared_buffers": "256MB"})  # restarts: standbys, then the primary
+    converge(h, replicas=2)
+    failover.promote(h.spec(replicas=2), h.ctx, target=1, progress=h.lines.append)
+    failover.rejoin(h.spec(replicas=2), h.ctx, ordinal=0, progress=h.lines.append)
+    converge(h, replicas=3)
+    assert any(line.startswith("✓ ") for line in h.lines)
+    assert not [line for line in h.lines if MACHINE_SURPRISE in line]
 
 
 def test_timeout_on_a_standby_that_never_finishes_cloning(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from voodu_postgres.reconciler.execute import Records, default_retrying, execute
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import plan, pod_of, roles_of
 from voodu_postgres.render.expansion import expand
+from voodu_postgres.states.pod import PodMove, settles_to
 
 Progress = Callable[[str], None]
 
@@ -164,6 +165,7 @@ class _Convergence:
         self.deadline = ctx.clock() + timeout
         self.previous: dict[int, PodRole] = {}
         self.outcomes: list[Outcome] = []
+        self.expected: dict[int, tuple[str, frozenset[PodRole]]] = {}  # the last moves' destinations
         self.passes = 0
         self.urgent = 0
         self.records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=self._write_records,
@@ -203,13 +205,27 @@ class _Convergence:
         if self.health is not None:
             observed = replace(observed, health=self.health.observe(
                 desired, observed, now=ctx.clock(), wall=ctx.wall(), last_failover_at=desired.last_failover_at))
-        roles = {o: r for o, r in roles_of(desired, observed).items() if pod_of(desired, observed, o).exists}
+        all_roles = roles_of(desired, observed)
+        roles = {o: r for o, r in all_roles.items() if pod_of(desired, observed, o).exists}
         for ordinal, role in roles.items():
             before = self.previous.get(ordinal)
             if before is not None and before != role:
                 self.progress(f"{desired.app_name(ordinal)}: {before.value} → {role.value}")
         self.previous = roles
+        self._check_expected(desired, all_roles)
         return _without(plan(desired, observed), self.hold)
+
+    def _check_expected(self, desired: Desired, roles: Mapping[int, PodRole]) -> None:
+        """The roles the last steps' machine moves lead to are what this observation should show
+        (or where the world's own transitions take them): say so when it does not — a step that
+        succeeded without the effect it claims, or something else acting on the pod meanwhile."""
+        for ordinal, (trigger, allowed) in self.expected.items():
+            role = roles.get(ordinal, PodRole.DOWN)
+            if role not in allowed:
+                want = " or ".join(sorted(r.value for r in allowed))
+                self.progress(f"⚠ {desired.app_name(ordinal)}: the pod machine expected {want} after "
+                              f"{trigger}; observed {role.value}")
+        self.expected = {}
 
     def _execute(self, current: Plan) -> list[Outcome]:
         """Run the plan's steps, one progress line each; a primary (re)booted gets its grace."""
@@ -222,6 +238,11 @@ class _Convergence:
                           f"{'' if outcome.step.ordinal is None else ' ' + desired.app_name(outcome.step.ordinal)}"
                           f" — {outcome.detail}")
         self.outcomes.extend(results)
+        for outcome in results:
+            if outcome.ok:
+                for move in outcome.step.moves:
+                    if isinstance(move, PodMove):
+                        self.expected[move.ordinal] = (move.trigger, settles_to(move.dest()))
         if self.health is not None and any(o.ok and o.step.ordinal == desired.target_primary
                                            and o.step.kind in _BOOTS_PRIMARY for o in results):
             self.health.restarted(desired, self.ctx.clock())

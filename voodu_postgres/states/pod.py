@@ -188,6 +188,17 @@ POD_TRANSITIONS: list[dict[str, Any]] = [
 OBSERVED_TRIGGERS = frozenset({"serve", "diverge"})
 
 
+def settles_to(role: PodRole) -> frozenset[PodRole]:
+    """What the next observation may show of a pod the machine just moved to ``role``: that role,
+    or where the world's own transitions (``OBSERVED_TRIGGERS``) take it from there."""
+    reached = {role}
+    for row in POD_TRANSITIONS:
+        sources = row["source"] if isinstance(row["source"], list) else [row["source"]]
+        if row["trigger"] in OBSERVED_TRIGGERS and role in sources:
+            reached.add(role if row["dest"] == "=" else PodRole(row["dest"]))
+    return frozenset(reached)
+
+
 class PodMachine(Model):
     """One pod's machine, put in its observed role."""
 
@@ -216,6 +227,16 @@ class PodMove:
 
     def __str__(self) -> str:
         return f"{self.trigger} {self.name} from {self.role.value}"
+
+    @property
+    def ordinal(self) -> int:
+        return self.view.pod.ordinal
+
+    def dest(self) -> PodRole:
+        """The role the move leads to (raises ``MachineError`` when the table does not allow it)."""
+        machine = PodMachine(self.role)
+        machine.fire(self.trigger, self.view)
+        return machine.role
 
     def fire(self) -> str:
         machine = PodMachine(self.role)

@@ -17,10 +17,16 @@ unit tests, without Docker and without ever really sleeping:
   a recreated container. Settings come from the bind-mounted overrides file on the host: a reload
   applies the reloadable ones, restart-only ones become ``pending_restart``, and a parameter marked
   with :meth:`FakeRuntime.reject_param` shows up in ``pg_file_settings.error`` (and makes a boot fail).
-* **SQL** sent through :meth:`exec` is answered by matching the ``-c`` statement: the status query of
-  ``observe``, ``pg_reload_conf()``, the ``pg_file_settings`` error check, ``ALTER SYSTEM SET/RESET``,
-  ``pg_promote``, ``pg_is_in_recovery``, ``pg_last_wal_receive_lsn``, ``pg_current_wal_lsn``,
-  ``CHECKPOINT``, role verifiers; ``bash <entrypoint> --repoint`` and a ``pg_rewind`` one-shot too.
+* **The Postgres port** (:meth:`postgres`: the typed calls of ``adapters.postgres.Postgres``) is
+  answered from the simulated server's state — no SQL text is parsed: ``status`` in the server's
+  JSON shape (read by the real adapter's parser), WAL positions, ``promote``, ``reload``,
+  ``checkpoint``, ``alter_system``, ``config_errors``, role verifiers, version and size. A call
+  reaches the pod that publishes the endpoint's port, is refused (transiently) when nothing serves
+  there, and meets the faults injected on that pod's exec when they name the statement the real
+  adapter would send; a statement the server refuses fails permanently, as it does for psycopg.
+  ``tests/integration/test_postgres_contract.py`` runs the same assertions against a real server.
+* **SQL through** :meth:`exec` (what an operator's ``psql`` runs inside a pod) is answered by
+  matching the ``-c`` statement; ``bash <entrypoint> --repoint`` and a ``pg_rewind`` one-shot too.
   Anything else answers like a SQL error, so an unexpected statement is visible in a test.
 * **Time** is a :class:`FakeClock` that advances only when slept on: boot and clone delays
   (``boot_s``, ``clone_s``, :meth:`FakeRuntime.delay`) are measured on it, and
@@ -61,7 +67,7 @@ from voodu_postgres.adapters.postgres import (
     set_role_verifier_sql,
 )
 from voodu_postgres.adapters.store import SqliteStore
-from voodu_postgres.domain.model import Desired, Observed, PgStatus, lsn_value
+from voodu_postgres.domain.model import Desired, Observed, PgStatus
 from voodu_postgres.domain.naming import DATA_MOUNT, Ref
 from voodu_postgres.domain.podspec import STATE_MOUNT, PodSpec
 from voodu_postgres.domain.spec import PostgresSpec, load_spec
@@ -615,79 +621,119 @@ class FakeRuntime:
         return self
 
     def status(self, endpoint: Endpoint) -> PgStatus:
-        """The typed status of the pod behind ``endpoint``: answered by the same simulation (and
-        the same injected faults) as a psql statement in the pod, then parsed as the real adapter
-        parses the server's JSON."""
-        text = self._over_tcp(endpoint, STATUS_SQL)
-        try:
-            return parse_status(json.loads(text.splitlines()[-1]))
-        except (ValueError, KeyError, IndexError) as exc:
-            raise RuntimeFailure(f"unexpected status output: {exc}") from exc
+        """The typed status of the pod behind ``endpoint``, built from the simulation in the
+        server's JSON shape and parsed by the real adapter's parser."""
+        container, pg = self._session(endpoint, STATUS_SQL)
+        return parse_status(json.loads(json.dumps(self._status(container, pg))))
 
-    # The rest of the typed port: each answers from the simulated server as the real adapter's
-    # query would, and returns the typed value the real adapter returns.
+    # The rest of the typed port answers from the simulated server's state directly (no SQL text
+    # is parsed): each call opens a "session" as the real adapter's connection would — refused
+    # when nothing serves on the endpoint's port, and subject to the faults injected on the pod's
+    # exec when they name the statement the real adapter sends — then reads or changes the volume
+    # and server state the rest of the simulation uses.
 
     def in_recovery(self, endpoint: Endpoint) -> bool:
-        return self._over_tcp(endpoint, "SELECT pg_is_in_recovery()") == "t"
+        container, _pg = self._session(endpoint, "SELECT pg_is_in_recovery()")
+        return self._vol(container).standby_signal
 
     def current_lsn(self, endpoint: Endpoint) -> int:
-        value = lsn_value(self._over_tcp(endpoint, "SELECT pg_current_wal_lsn()"))
-        if value is None:
-            raise RuntimeFailure(f"{endpoint.name}: not an LSN")
-        return value
+        container, _pg = self._session(endpoint, "SELECT pg_current_wal_lsn()")
+        vol = self._vol(container)
+        if vol.standby_signal:
+            raise self._refused(endpoint, "recovery is in progress")
+        return vol.lsn
 
     def received_lsn(self, endpoint: Endpoint) -> int | None:
-        return lsn_value(self._over_tcp(endpoint, "SELECT pg_last_wal_receive_lsn()") or None)
+        container, _pg = self._session(endpoint, "SELECT pg_last_wal_receive_lsn()")
+        vol = self._vol(container)
+        return vol.lsn if vol.standby_signal else None
 
     def promote(self, endpoint: Endpoint, *, wait_s: int = 60) -> bool:
-        return self._over_tcp(endpoint, f"SELECT pg_promote(true, {wait_s})").splitlines()[-1].strip() == "t"
+        try:
+            container, pg = self._session(endpoint, f"SELECT pg_promote(true, {wait_s})")
+        except _Answered as answer:  # an injected answer: pg_promote() returned it
+            return answer.value == "t"
+        vol = self._vol(container)
+        if not vol.standby_signal:
+            raise self._refused(endpoint, "recovery is not in progress")
+        vol.standby_signal = False
+        vol.timeline += 1
+        pg.upstream = None
+        container.log("LOG:  received promote request", f"LOG:  selected new timeline ID: {vol.timeline}",
+                      "LOG:  database system is ready to accept connections")
+        return True
 
     def reload(self, endpoint: Endpoint) -> None:
-        self._over_tcp(endpoint, "SELECT pg_reload_conf()")
+        container, pg = self._session(endpoint, "SELECT pg_reload_conf()")
+        self._reload(container, pg)
 
     def checkpoint(self, endpoint: Endpoint) -> None:
-        self._over_tcp(endpoint, "CHECKPOINT")
+        self._session(endpoint, "CHECKPOINT")
 
     def alter_system(self, endpoint: Endpoint, setting: str, value: str | None) -> None:
-        self._over_tcp(endpoint, alter_system_sql(setting, value))
+        container, _pg = self._session(endpoint, alter_system_sql(setting, value))
+        if value is None:
+            self._vol(container).auto_conf.pop(setting, None)
+        else:
+            self._vol(container).auto_conf[setting] = value
 
     def config_errors(self, endpoint: Endpoint) -> list[str]:
-        return [part for part in self._over_tcp(endpoint, CONFIG_ERRORS_SQL).split("; ") if part]
+        container, _pg = self._session(endpoint, CONFIG_ERRORS_SQL)
+        return [f"{k}: {self.rejected[k]}" for k in self._file(container) if k in self.rejected]
 
     def role_verifier(self, endpoint: Endpoint, role: str) -> str:
-        return self._over_tcp(endpoint, role_verifier_sql(role))
+        container, _pg = self._session(endpoint, role_verifier_sql(role))
+        return self._vol(container).roles.get(role, "")
 
     def set_role_verifier(self, endpoint: Endpoint, role: str, verifier: str) -> None:
-        self._over_tcp(endpoint, set_role_verifier_sql(role, verifier))
+        container, _pg = self._session(endpoint, set_role_verifier_sql(role, verifier))
+        vol = self._vol(container)
+        if vol.standby_signal:
+            raise self._refused(endpoint, "cannot execute ALTER ROLE in a read-only transaction")
+        vol.roles[role] = verifier
+        vol.lsn += 0x100
 
     def server_version_num(self, endpoint: Endpoint) -> int:
-        return int(self._over_tcp(endpoint, "SHOW server_version_num"))
+        container, _pg = self._session(endpoint, "SHOW server_version_num")
+        major = container.pod.image.rpartition(":")[2]
+        return (int(major) if major.isdigit() else 15) * 10000 + 5
 
     def database_size(self, endpoint: Endpoint) -> int:
-        return int(self._over_tcp(endpoint, "SELECT pg_database_size(current_database())"))
+        container, _pg = self._session(endpoint, "SELECT pg_database_size(current_database())")
+        return 7 * 1024 * 1024 + self._vol(container).lsn  # an empty database's ~7 MiB, growing with its WAL
 
-    def _over_tcp(self, endpoint: Endpoint, sql: str) -> str:
-        """One statement over "TCP": the container publishing ``endpoint.port`` (refused when none
-        does), run through the pod's simulated psql — so faults injected on a pod's exec reach it
-        too — with failures named as the real adapter names them (the endpoint, one line)."""
-        container = next((c for c in self.containers.values() if endpoint.port in c.host_ports.values()), None)
-        if container is None:
-            raise RuntimeFailure(f"{endpoint.name}: connection to server at \"{endpoint.host}\", port "
-                                 f"{endpoint.port} failed: Connection refused", transient=True)
-        port = next(cp for cp, hp in container.host_ports.items() if hp == endpoint.port)
-        try:
-            result = self.exec(container.name, ["psql", "-p", str(port), "-U", endpoint.user, "-d",
-                                                endpoint.database, "-c", sql])
-        except RuntimeFailure as exc:
-            raise RuntimeFailure(f"{endpoint.name}: {exc}", transient=exc.transient) from exc
-        lines = result.output.strip().splitlines()
-        if result.exit_code != 0:
-            # the server refusing the statement is permanent (as psycopg's non-operational errors
-            # are for the real adapter); anything else is the connection, so transient
-            refused = bool(lines) and lines[-1].startswith("ERROR:")
-            raise RuntimeFailure(f"{endpoint.name}: {lines[-1] if lines else f'exit {result.exit_code}'}",
-                                 transient=not refused)
-        return result.output.strip()
+    def _session(self, endpoint: Endpoint, statement: str) -> tuple[FakeContainer, FakePostgres]:
+        """A connection to the pod publishing ``endpoint.port`` and one statement on it, as the
+        real adapter would meet them: connection refused (transient) unless it serves there; a
+        fault injected on the pod's exec for this statement fails it the same way it fails psql."""
+        with self._lock:
+            self.calls["postgres"] += 1
+            self._settle()
+            container = next((c for c in self.containers.values() if endpoint.port in c.host_ports.values()), None)
+            self.statements.append((container.name if container else endpoint.name, statement))
+            refused = RuntimeFailure(f"{endpoint.name}: connection to server at \"{endpoint.host}\", port "
+                                     f"{endpoint.port} failed: Connection refused", transient=True)
+            if container is None:
+                raise refused
+            fault = self._exec_fault(container.name, statement)
+            if fault is not None:
+                if fault.failure is not None:
+                    raise RuntimeFailure(f"{endpoint.name}: {fault.failure}",
+                                         transient=fault.failure.transient) from fault.failure
+                assert fault.result is not None
+                lines = fault.result.output.strip().splitlines() or [f"exit {fault.result.exit_code}"]
+                if fault.result.exit_code == 0:  # an injected answer: the statement "returned" it
+                    raise _Answered(lines[-1])
+                raise RuntimeFailure(f"{endpoint.name}: {lines[-1]}", transient=not lines[-1].startswith("ERROR:"))
+            pg = container.pg
+            if container.state != "running" or pg is None or not pg.serving:
+                raise refused
+            return container, pg
+
+    @staticmethod
+    def _refused(endpoint: Endpoint, message: str) -> RuntimeFailure:
+        """The server refused the statement: permanent, as for the real adapter."""
+        return RuntimeFailure(f"{endpoint.name}: {message}")
 
     # -- simulation ----------------------------------------------------------------------------
 
@@ -1063,6 +1109,14 @@ class FakeRuntime:
             vol.lsn += 0x100
             return ok()
         return error(f"fake postgres cannot answer: {text[:120]}")
+
+
+class _Answered(RuntimeFailure):
+    """An answer injected with ``fail_exec(exit_code=0, output=…)``: what the statement returned."""
+
+    def __init__(self, value: str) -> None:
+        super().__init__(f"unexpected answer {value!r}")
+        self.value = value
 
 
 def _matches(have: Mapping[str, str], want: Mapping[str, str]) -> bool:

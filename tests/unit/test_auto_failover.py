@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from tests.unit.fake_runtime import Harness
-from voodu_postgres.adapters.docker import ExecResult, RuntimeFailure
+from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.adapters.postgres import Endpoint
 from voodu_postgres.domain.health import FAILOVER_COOLDOWN, HealthTracker, primary_problem
 from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, SWITCHOVER_KEY
 from voodu_postgres.domain.model import Observed, PgStatus, PodStatus
@@ -73,14 +74,13 @@ def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
         monkeypatch.setattr(repair, "time", SimpleNamespace(monotonic=h.clock, sleep=h.clock.sleep))
         report = h.apply(**body)
         assert report.converged, report.message
-        real_exec = h.fake.exec
+        real_promote = h.fake.promote
 
-        def exec_spy(name: str, argv: list[str], **kwargs: Any) -> ExecResult:
-            if any("pg_promote" in a for a in argv):
-                h.promoted_while.append(h.state(h.primary()))
-            return real_exec(name, argv, **kwargs)
+        def promote_spy(endpoint: Endpoint, **kwargs: Any) -> bool:
+            h.promoted_while.append(h.state(h.primary()))
+            return real_promote(endpoint, **kwargs)
 
-        monkeypatch.setattr(h.fake, "exec", exec_spy)
+        monkeypatch.setattr(h.fake, "promote", promote_spy)
         h.tick()  # the watcher's first pass sees a healthy primary (its WAL position is remembered)
         return h
 

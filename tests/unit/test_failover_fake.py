@@ -20,6 +20,8 @@ import pytest
 
 from tests.unit.fake_runtime import Harness, fmt_lsn
 from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.domain.intents import SwitchoverRequest
+from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler import switchover as failover
@@ -411,6 +413,37 @@ def test_a_connection_dropped_during_pg_promote_is_retried(h: Harness) -> None:
     assert message.startswith("postgres shop/db: primary is now db-1 (was db-0); ")
     assert not any(line.startswith("✗") for line in lines), "retried inside the step (transient)"
     converged(h, 1)
+
+
+# -- a promote killed right after recording its request: the engine carries it on --------------------
+
+
+def test_a_recorded_request_is_carried_forward_by_reconcile(h: Harness) -> None:
+    """The command died after writing PG_SWITCHOVER_TO and PG_SWITCHOVER_REQUEST, before anything
+    moved: the next reconcile performs it (a clean fence, the WAL wait, the promote, the flip, the
+    re-point and the rejoin) instead of rolling it back, and loses nothing."""
+    h.fake.write(h.container(0), 0x2000)
+    committed = lsn(h, 0)
+    h.store.patch("shop", "db", ClusterRecord.ask_switchover(SwitchoverRequest(to=2, source=0, planned=True)))
+    message = converged(h, 2)
+    assert "db-2 primary" in message
+    assert h.fake.volume(h.volume(2)).lsn >= committed and h.fake.volume(h.volume(2)).timeline == 2
+    assert not bucket(h).get("PG_SWITCHOVER_REQUEST")
+    assert ("stop_container", h.container(0)) in h.fake.events
+
+
+def test_a_recorded_request_whose_target_fell_behind_is_dropped_with_the_reason(h: Harness) -> None:
+    h.fake.lag(h.container(1), 4096)
+    h.fake.write(h.container(0), 0x4000)
+    request = SwitchoverRequest(to=1, source=0, planned=True, max_lag=1024)
+    h.store.patch("shop", "db", ClusterRecord.ask_switchover(request))
+    report = h.apply(**body(h))
+    assert report.converged and bucket(h)["PG_PRIMARY_ORDINAL"] == "0"
+    dropped = [o.detail for o in report.outcomes if o.step.kind.value == "abandon switchover"]
+    assert dropped == ["dropped the switchover to db-1: db-1 is 4096 bytes behind db-0 (limit 1024); wait for it "
+                       "to catch up, or pass --force"]
+    assert not bucket(h).get("PG_SWITCHOVER_TO") and not bucket(h).get("PG_SWITCHOVER_REQUEST")
+    assert writable(h) == [0], "the old primary was never fenced"
 
 
 # -- forced failover --------------------------------------------------------------------------------

@@ -23,23 +23,11 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import Healthcheck, LogConfig, Ulimit
 from requests import RequestException
 
-from voodu_postgres.domain.errors import VooduError
+from voodu_postgres.adapters.failures import RuntimeFailure as RuntimeFailure  # re-exported with the engine
 from voodu_postgres.domain.podspec import PodSpec
 
 if TYPE_CHECKING:
     from voodu_postgres.adapters.postgres import Postgres
-
-
-class RuntimeFailure(VooduError, RuntimeError):
-    """A Docker operation failed; the message is one line a human can act on.
-
-    ``transient`` marks failures worth retrying (the engine unreachable, gateway errors,
-    timeouts); everything else — a name conflict, a missing image, a runtime refusal — is permanent.
-    """
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
 
 
 #: what a Docker call can raise, for callers that wrap a whole command and must not import docker

@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from voodu_postgres.adapters.docker import RuntimeFailure
+from voodu_postgres.adapters.failures import RuntimeFailure
 from voodu_postgres.domain.model import PendingSetting, PgStatus, Replica, lsn_value
 from voodu_postgres.domain.sql import ident, literal
 

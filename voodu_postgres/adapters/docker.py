@@ -304,7 +304,9 @@ class DockerRuntime:
         try:
             container = self.client.containers.get(name)
             container.stop(timeout=timeout)
-            container.remove(v=False)
+            # v=True removes only the anonymous volume the image's VOLUME line gives a container
+            # with nothing mounted there (a capture, a verify): a pod's data volume is named and stays
+            container.remove(v=True)
         except NotFound:
             pass
         except APIError as exc:

@@ -33,9 +33,7 @@ def server() -> Iterator[Any]:
     from testcontainers.community.postgres import PostgresContainer
 
     container = PostgresContainer(IMAGE, username="postgres", password=PASSWORD, dbname="postgres", driver=None)
-    # the image declares a VOLUME for the data directory: a tmpfs there leaves no anonymous volume
-    # behind when testcontainers removes the container
-    container.with_kwargs(labels={TEST_LABEL: SESSION}, tmpfs={"/var/lib/postgresql/data": "rw"})
+    container.with_kwargs(labels={TEST_LABEL: SESSION})
     with container:
         yield container
 

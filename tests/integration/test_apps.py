@@ -86,7 +86,7 @@ def libpq_client(c: Cluster, env: dict[str, str], script: str) -> str:
         assert code == 0, out
         return out
     finally:
-        container.remove(force=True)
+        container.remove(force=True, v=True)  # and the anonymous volume of the image's VOLUME line
 
 
 PROBE = ('psql "$DATABASE_URL" -XAtc "SELECT pg_is_in_recovery()"; '

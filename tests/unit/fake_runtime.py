@@ -25,8 +25,9 @@ unit tests, without Docker and without ever really sleeping:
   there, and meets the faults injected on that pod's exec when they name the statement the real
   adapter would send; a statement the server refuses fails permanently, as it does for psycopg.
   ``tests/integration/test_postgres_contract.py`` runs the same assertions against a real server.
-* **SQL through** :meth:`exec` (what an operator's ``psql`` runs inside a pod) is answered by
-  matching the ``-c`` statement; ``bash <entrypoint> --repoint`` and a ``pg_rewind`` one-shot too.
+* **SQL through** :meth:`exec` (what an operator's ``psql`` runs inside a pod: reload, ALTER SYSTEM,
+  ``pg_promote``, the recovery flag and WAL position, ``SELECT 1``) is answered by matching the
+  ``-c`` statement; ``bash <entrypoint> --repoint`` and a ``pg_rewind`` one-shot too.
   Anything else answers like a SQL error, so an unexpected statement is visible in a test.
 * **Time** is a :class:`FakeClock` that advances only when slept on: boot and clone delays
   (``boot_s``, ``clone_s``, :meth:`FakeRuntime.delay`) are measured on it, and
@@ -653,14 +654,21 @@ class FakeRuntime:
             container, pg = self._session(endpoint, f"SELECT pg_promote(true, {wait_s})")
         except _Answered as answer:  # an injected answer: pg_promote() returned it
             return answer.value == "t"
-        vol = self._vol(container)
-        if not vol.standby_signal:
+        if not self._promoted(container, pg):
             raise self._refused(endpoint, "recovery is not in progress")
+        return True
+
+    def _promoted(self, c: FakeContainer, pg: FakePostgres) -> bool:
+        """``pg_promote()`` on the simulated server (the port's call and an operator's psql): False
+        when it is not in recovery."""
+        vol = self._vol(c)
+        if not vol.standby_signal:
+            return False
         vol.standby_signal = False
         vol.timeline += 1
         pg.upstream = None
-        container.log("LOG:  received promote request", f"LOG:  selected new timeline ID: {vol.timeline}",
-                      "LOG:  database system is ready to accept connections")
+        c.log("LOG:  received promote request", f"LOG:  selected new timeline ID: {vol.timeline}",
+              "LOG:  database system is ready to accept connections")
         return True
 
     def reload(self, endpoint: Endpoint) -> None:
@@ -1062,10 +1070,6 @@ class FakeRuntime:
         def error(message: str) -> ExecResult:
             return ExecResult(1, f"ERROR:  {message}\n")
 
-        if "json_build_object" in text and "'in_recovery'" in text:
-            return ok(json.dumps(self._status(c, pg)))
-        if "pg_file_settings" in text and "error IS NOT NULL" in text:
-            return ok("; ".join(f"{k}: {self.rejected[k]}" for k in self._file(c) if k in self.rejected))
         if text == "SELECT pg_reload_conf()":
             self._reload(c, pg)
             return ok("t")
@@ -1076,38 +1080,13 @@ class FakeRuntime:
             vol.auto_conf.pop(match.group(1), None)
             return ok()
         if re.fullmatch(r"SELECT pg_promote\(.*\)", text):
-            if not recovery:
-                return error("recovery is not in progress")
-            vol.standby_signal = False
-            vol.timeline += 1
-            pg.upstream = None
-            c.log("LOG:  received promote request", f"LOG:  selected new timeline ID: {vol.timeline}",
-                  "LOG:  database system is ready to accept connections")
-            return ok("t")
+            return ok("t") if self._promoted(c, pg) else error("recovery is not in progress")
         if text == "SELECT pg_is_in_recovery()":
             return ok("t" if recovery else "f")
-        if text == "SELECT pg_last_wal_receive_lsn()":
-            return ok(fmt_lsn(vol.lsn) if recovery else "")
         if text == "SELECT pg_current_wal_lsn()":
             return error("recovery is in progress") if recovery else ok(fmt_lsn(vol.lsn))
-        if text == "CHECKPOINT":
-            return ok()
-        if text == "SHOW server_version_num":
-            major = c.pod.image.rpartition(":")[2]
-            return ok(f"{int(major) if major.isdigit() else 15}0005")
-        if text == "SELECT pg_database_size(current_database())":
-            return ok(str(7 * 1024 * 1024 + vol.lsn))  # an empty database's ~7 MiB, growing with the WAL written
         if text == "SELECT 1":
             return ok("1")
-        if match := re.fullmatch(r"SELECT coalesce\(\(SELECT rolpassword FROM pg_authid WHERE rolname = '(.*)'\), ''\)",
-                                 text):
-            return ok(vol.roles.get(match.group(1).replace("''", "'"), ""))
-        if match := re.fullmatch(r'ALTER ROLE "((?:[^"]|"")*)" PASSWORD \'(.*)\'', text):
-            if recovery:
-                return error("cannot execute ALTER ROLE in a read-only transaction")
-            vol.roles[match.group(1).replace('""', '"')] = match.group(2).replace("''", "'")
-            vol.lsn += 0x100
-            return ok()
         return error(f"fake postgres cannot answer: {text[:120]}")
 
 

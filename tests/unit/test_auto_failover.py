@@ -22,7 +22,7 @@ from voodu_postgres.adapters.docker import RuntimeFailure
 from voodu_postgres.adapters.postgres import Endpoint
 from voodu_postgres.domain.health import FAILOVER_COOLDOWN, HealthTracker, primary_problem
 from voodu_postgres.domain.keys import LAST_FAILOVER_KEY, PRIMARY_ORDINAL_KEY, SWITCHOVER_KEY
-from voodu_postgres.domain.model import Observed, PgStatus, PodStatus
+from voodu_postgres.domain.model import Observed, PgStatus, PodStatus, lsn_value
 from voodu_postgres.reconciler import effects as repair
 from voodu_postgres.reconciler.loop import Context, Report, reconcile
 
@@ -126,13 +126,13 @@ def test_async_loss_is_what_the_record_says(make: Any) -> None:
     h.fake.lag(h.container(2), 0x200)
     h.fake.write(h.container(0), 0x2000)
     h.tick()
-    before = repair.lsn(h.psql(0, "SELECT pg_current_wal_lsn()").output)
+    before = lsn_value(h.psql(0, "SELECT pg_current_wal_lsn()").output)
     h.fake.kill(h.container(0))
     for _ in range(4):
         h.tick()
     assert h.primary() == 2
     record = h.record()
-    received = repair.lsn(record["received_lsn"])
+    received = lsn_value(record["received_lsn"])
     assert before - received == record["lost_bytes"] == 0x200
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from voodu_postgres.domain.model import lsn_text
-from voodu_postgres.reconciler.effects import lsn as _lsn
+from voodu_postgres.domain.model import lsn_value as _lsn
 
 
 @pytest.mark.parametrize("text,value", [("0/0", 0), ("0/3000060", 0x3000060), ("1/0", 1 << 32),

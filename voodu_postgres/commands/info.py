@@ -22,8 +22,8 @@ from voodu_postgres.domain.backups import rfc3339
 from voodu_postgres.domain.keys import PASSWORD_KEY, PENDING_SUFFIX, REPLICATION_PASSWORD_KEY
 from voodu_postgres.domain.model import Desired, Observed, PodStatus
 from voodu_postgres.domain.physical import interrupted_restore, restore_command
+from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.domain.schedule import ScheduleError, next_fire, schedule_from_bucket
-from voodu_postgres.reconciler.desired import last_failover
 from voodu_postgres.reconciler.plan import streams_from_primary
 from voodu_postgres.states.pod import classify
 
@@ -124,7 +124,7 @@ def _pg_state(desired: Desired, pod: PodStatus, replay_lag: int | None) -> dict[
 def _in_flight(desired: Desired, bucket: dict[str, str], consumers: list[str]) -> dict[str, Any]:
     """Recorded events and unfinished operations, each only when there is one."""
     out: dict[str, Any] = {}
-    record = last_failover(bucket)
+    record = ClusterRecord.of(bucket).last_failover
     failover = {k: v for k, v in record.items() if k not in ("epoch", "state", "last_lsn")}
     if failover and record.get("state", "promoted") == "promoted":  # not one still fencing
         out["last_failover"] = failover

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from voodu_postgres.domain.keys import (
     PASSWORD_KEY,
@@ -87,11 +86,6 @@ def derive(
         failover_fencing=record.failover_fencing,
         passwords=tuple(p for p in (bucket.get(PASSWORD_KEY, ""), bucket.get(PASSWORD_KEY + PENDING_SUFFIX, "")) if p),
     )
-
-
-def last_failover(bucket: Mapping[str, str]) -> dict[str, Any]:
-    """The record of the last automatic failover (``PG_LAST_FAILOVER``), {} when there is none."""
-    return dict(ClusterRecord.of(bucket).last_failover)
 
 
 def _own_host_port(pod: PodSpec) -> PodSpec:

@@ -93,11 +93,6 @@ def current_position(runtime: Runtime, desired: Desired, ordinal: int) -> int:
     return runtime.postgres().current_lsn(pod_endpoint(runtime, desired, ordinal))
 
 
-def lsn(text: str) -> int:
-    high, _, low = text.strip().partition("/")
-    return (int(high, 16) << 32) + int(low, 16)
-
-
 def promote_pod(runtime: Runtime, desired: Desired, ordinal: int, *, timeout: float = 30) -> str:
     """``pg_promote()`` and wait until it accepts writes; the function must return ``t``."""
     name, pg = desired.app_name(ordinal), runtime.postgres()

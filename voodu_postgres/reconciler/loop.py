@@ -145,6 +145,20 @@ def _refuse_password_edit(spec: PostgresSpec, ctx: Context, bucket: Mapping[str,
             f"remove `password` from the block, and rotate with `voodu-postgres new-password {spec.ref}`"))])
 
 
+def write_records(spec: PostgresSpec, ctx: Context, kv: Mapping[str, str]) -> None:
+    """One bucket write, plus the primary-ordinal state file pods read when the primary moves."""
+    ctx.store.patch(spec.scope, spec.name, kv)
+    if PRIMARY_ORDINAL_KEY in kv:
+        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
+
+
+def records_for(spec: PostgresSpec, ctx: Context, progress: Progress) -> Records:
+    """What the executor reads and writes the cluster's intents through."""
+    return Records(read=lambda: ctx.store.resolve(spec.scope, spec.name),
+                   write=lambda kv: write_records(spec, ctx, kv), replication_user=spec.replication_user,
+                   extra_labels=ctx.extra_labels, wall=ctx.wall, progress=progress)
+
+
 class _Convergence:
     """The passes of one :func:`reconcile` over a seeded resource, and what they carry from one
     pass to the next: the previous roles (for the role-change lines), the outcomes so far, the
@@ -168,9 +182,7 @@ class _Convergence:
         self.expected: dict[int, tuple[str, frozenset[PodRole]]] = {}  # the last moves' destinations
         self.passes = 0
         self.urgent = 0
-        self.records = Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=self._write_records,
-                               replication_user=spec.replication_user, extra_labels=ctx.extra_labels,
-                               wall=ctx.wall, progress=progress)
+        self.records = records_for(spec, ctx, progress)
 
     def run(self) -> Report:
         while True:
@@ -191,11 +203,6 @@ class _Convergence:
         source = self.bucket if self.dry_run else ctx.store.resolve(spec.scope, spec.name)
         return derive(spec, source, assets_dir=self.assets_dir, network=ctx.network,
                       extra_labels=ctx.extra_labels, state_dir=self.state_dir)
-
-    def _write_records(self, kv: Mapping[str, str]) -> None:
-        self.ctx.store.patch(self.spec.scope, self.spec.name, kv)
-        if PRIMARY_ORDINAL_KEY in kv:
-            write_state(self.state_dir, {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
 
     def _plan_pass(self) -> Plan:
         """Observe the cluster (and, watching, the primary's health), say which pods changed role

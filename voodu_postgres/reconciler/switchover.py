@@ -37,22 +37,27 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from voodu_postgres.adapters.files import write_state
 from voodu_postgres.domain.errors import VooduError
 from voodu_postgres.domain.intents import DEFAULT_MAX_LAG, SwitchoverRequest
-from voodu_postgres.domain.keys import PRIMARY_ORDINAL_KEY
 from voodu_postgres.domain.model import Desired, Observed, Plan, PodStatus, Step, StepKind
 from voodu_postgres.domain.naming import Ref
 from voodu_postgres.domain.record import ClusterRecord
 from voodu_postgres.domain.roles import PodRole
 from voodu_postgres.domain.spec import PostgresSpec
 from voodu_postgres.reconciler.desired import assets_dir_for, derive, state_dir_for
-from voodu_postgres.reconciler.execute import Records, execute
-from voodu_postgres.reconciler.loop import Context, ConvergeTimeout, Report, reconcile
+from voodu_postgres.reconciler.execute import execute
+from voodu_postgres.reconciler.loop import (
+    Context,
+    ConvergeTimeout,
+    Report,
+    reconcile,
+    records_for,
+    write_records,
+)
 from voodu_postgres.reconciler.observe import snapshot
 from voodu_postgres.reconciler.plan import describe, pod_move, pod_of, roles_of, streams_from_primary
 from voodu_postgres.reconciler.plan.switchover import lag_refusal
-from voodu_postgres.states.pod import PodMachine, PodMove, PodView
+from voodu_postgres.states.pod import PodMove, PodView
 
 Progress = Callable[[str], None]
 PROMOTE_TIMEOUT = 180.0  # seconds the engine may take to perform a promote (and heal after it)
@@ -82,13 +87,6 @@ def load_cluster(spec: PostgresSpec, ctx: Context) -> Cluster:
                      extra_labels=ctx.extra_labels, state_dir=state_dir_for(ctx.home, spec))
     observed = snapshot(ctx.runtime, desired, assets_dir_for(ctx.home, spec))
     return Cluster(spec, desired, observed)
-
-
-def _record(spec: PostgresSpec, ctx: Context, kv: dict[str, str]) -> None:
-    """A bucket write, plus the primary-ordinal state file pods read when the primary moves."""
-    ctx.store.patch(spec.scope, spec.name, kv)
-    if PRIMARY_ORDINAL_KEY in kv:
-        write_state(state_dir_for(ctx.home, spec), {"primary_ordinal": kv[PRIMARY_ORDINAL_KEY]})
 
 
 def finish_interrupted(spec: PostgresSpec, ctx: Context, progress: Progress) -> Cluster:
@@ -135,7 +133,7 @@ def promote(spec: PostgresSpec, ctx: Context, *, target: int, force: bool = Fals
     request = _request(cluster, target, force=force, yes=yes, max_lag=max_lag, progress=progress)
     # the request, before anything moves: from here on the engine performs it, and any later
     # reconcile finishes it if this command dies
-    _record(spec, ctx, ClusterRecord.ask_switchover(request))
+    write_records(spec, ctx, ClusterRecord.ask_switchover(request))
     report = _drive(spec, ctx, progress, hold=frozenset({old}) if no_restart else frozenset())
     after = load_cluster(spec, ctx)
     if after.desired.target_primary != target:
@@ -237,10 +235,11 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
                    writable_count=len(cluster.observed.writable), standbys_streaming=False,
                    rejoin=d.rejoin | {ordinal})
     steps: list[Step] = []
-    if role is PodRole.SPLIT_BRAIN and pod.writable and PodMachine(role).may("fence", view):
+    fence = PodMove(name, role, "fence", view)
+    if role is PodRole.SPLIT_BRAIN and pod.writable and fence.allowed():
         # a second writer is fenced (stopped) first; from there the machine judges the stopped pod
-        steps.append(Step(StepKind.FENCE, ordinal, f"{d.app_name(ordinal)} accepts writes next to "
-                                                   f"{d.app_name(primary)}", moves=(PodMove(name, role, "fence", view),)))
+        steps.append(Step(StepKind.FENCE, ordinal, f"{name} accepts writes next to {d.app_name(primary)}",
+                          moves=(fence,)))
         role, view = PodRole.FENCED, replace(view, pod=replace(pod, pg=None, state="exited"))
     move = PodMove(name, role, "rejoin", view)
     if not move.allowed():
@@ -253,14 +252,14 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
     if not pod.exists:
         raise FailoverError(f"{container} does not exist; `voodu-postgres reconcile {ref}` recreates it")
     # the intent first: killed from here on, reconcile finishes the rejoin
-    _record(spec, ctx, ClusterRecord.of(ctx.store.resolve(spec.scope, spec.name)).mark_rejoin(ordinal))
+    write_records(spec, ctx, ClusterRecord.of(ctx.store.resolve(spec.scope, spec.name)).mark_rejoin(ordinal))
     steps.append(Step(StepKind.REJOIN, ordinal, f"rewind {name} onto {d.app_name(primary)}", moves=(move,)))
     # the same executor (and machine) as every reconcile pass; the engine then finishes the rejoin
     # (the pod streams: the intent is forgotten)
     how = ""
     for step in steps:
         [outcome] = execute(Plan(ref=ref, steps=(step,)), d, ctx.runtime, assets_dir=assets_dir_for(ctx.home, spec),
-                            records=_records(spec, ctx, progress))
+                            records=records_for(spec, ctx, progress))
         if not outcome.ok:
             raise FailoverError(outcome.detail)
         how = outcome.detail
@@ -274,9 +273,3 @@ def rejoin(spec: PostgresSpec, ctx: Context, *, ordinal: int, progress: Progress
     progress(f"{name} streams from {d.app_name(primary)}")
     return f"postgres {ref}: rejoined {name} as a standby — {how}; " \
            f"{describe(after.desired, after.observed)}"
-
-
-def _records(spec: PostgresSpec, ctx: Context, progress: Progress) -> Records:
-    return Records(read=lambda: ctx.store.resolve(spec.scope, spec.name), write=lambda kv: _record(spec, ctx, dict(kv)),
-                   replication_user=spec.replication_user, extra_labels=ctx.extra_labels, wall=ctx.wall,
-                   progress=progress)

@@ -239,9 +239,7 @@ class PodMove:
         return machine.role
 
     def fire(self) -> str:
-        machine = PodMachine(self.role)
-        machine.fire(self.trigger, self.view)
-        return f"{self.name}: {self.role.value} → {machine.role.value} ({self.trigger})"
+        return f"{self.name}: {self.role.value} → {self.dest().value} ({self.trigger})"
 
 
 def classify(pod: PodStatus, *, target_primary: int, writable_count: int, switchover: int | None = None,
